@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks KIND [flags]`, one JSON object per line on stdout."""

@@ -1,0 +1,1 @@
+"""sr-keras: SRResNet and SRGAN super-resolution in TensorFlow/Keras."""

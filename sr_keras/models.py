@@ -1,0 +1,109 @@
+"""SRResNet / SRGAN generator and discriminator (Ledig et al. 2017, sizes as the report's Table 1).
+
+PyTorch defaults are kept where the report relied on them: one shared PReLU slope initialised to
+0.25, BatchNorm epsilon 1e-5 (momentum 0.9 in Keras' convention equals PyTorch's 0.1).
+"""
+import keras
+import tensorflow as tf
+from keras import layers
+
+UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
+
+
+@keras.saving.register_keras_serializable(package="sr_keras")
+class PixelShuffle(layers.Layer):
+    """Sub-pixel upsampling: [N, H, W, C*r*r] -> [N, H*r, W*r, C] via tf.nn.depth_to_space (NHWC order)."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.factor)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.factor
+        return (n, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="sr_keras")
+class BicubicUpsample(layers.Layer):
+    """Bicubic resize by an integer factor; used for the optional global skip of small models."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        shape = keras.ops.shape(x)
+        size = (shape[1] * self.factor, shape[2] * self.factor)
+        return keras.ops.image.resize(x, size, interpolation="bicubic", antialias=False)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        r = self.factor
+        return (n, None if h is None else h * r, None if w is None else w * r, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+def _prelu(name=None):
+    return layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2, 3], name=name)
+
+
+def _bn(name=None):
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def _conv(filters, kernel, strides=1, name=None):
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", name=name)
+
+
+def srresnet(scale, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False):
+    """SRResNet (= SRGAN's generator). Input and output are RGB in [0, 1], any spatial size.
+
+    `batch_norm=False` drops every BN layer and `bicubic_skip=True` adds a bicubic upscale of the input
+    to the output; both are for small fast models (the offline demo) and are off for the report's model.
+    """
+    if scale not in UPSAMPLE_STAGES:
+        raise ValueError(f"scale must be one of {sorted(UPSAMPLE_STAGES)}, got {scale!r}")
+    norm = _bn if batch_norm else (lambda name=None: layers.Identity(name=name))
+    lr = keras.Input((None, None, 3), name="lr")
+    x = head = _prelu("head_prelu")(_conv(filters, 9, name="head_conv")(lr))
+    for i in range(num_blocks):
+        y = _conv(filters, 3, name=f"block{i}_conv1")(x)
+        y = _prelu(f"block{i}_prelu")(norm(f"block{i}_bn1")(y))
+        y = norm(f"block{i}_bn2")(_conv(filters, 3, name=f"block{i}_conv2")(y))
+        x = layers.Add(name=f"block{i}_add")([x, y])
+    x = norm("body_bn")(_conv(filters, 3, name="body_conv")(x))
+    x = layers.Add(name="long_skip")([head, x])
+    for i, r in enumerate(UPSAMPLE_STAGES[scale]):
+        x = _conv(filters * r * r, 3, name=f"up{i}_conv")(x)
+        x = _prelu(f"up{i}_prelu")(PixelShuffle(r, name=f"up{i}_shuffle")(x))
+    sr = _conv(3, 9, name="tail_conv")(x)
+    if bicubic_skip:
+        sr = layers.Add(name="bicubic_skip")([sr, BicubicUpsample(scale, name="bicubic")(lr)])
+    return keras.Model(lr, sr, name=f"srresnet_x{scale}")
+
+
+def discriminator(hr_size=180):
+    """SRGAN discriminator for (hr_size, hr_size, 3) inputs in [0, 1]; returns one logit per image."""
+    hr_size = int(hr_size)
+    if hr_size < 16:
+        raise ValueError(f"discriminator needs hr_size >= 16 (four stride-2 convs), got {hr_size}")
+    img = keras.Input((hr_size, hr_size, 3), name="hr")
+    x = layers.LeakyReLU(0.2)(_conv(64, 3, name="conv0")(img))
+    for i, (f, s) in enumerate([(64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2)], start=1):
+        x = layers.LeakyReLU(0.2)(_bn(f"bn{i}")(_conv(f, 3, strides=s, name=f"conv{i}")(x)))
+    x = layers.Flatten()(x)
+    x = layers.LeakyReLU(0.2)(layers.Dense(1024, name="fc")(x))
+    return keras.Model(img, layers.Dense(1, name="logit")(x), name=f"discriminator_{hr_size}")
+
+
+def count_trainable(model):
+    return int(sum(keras.ops.size(w) for w in model.trainable_weights))

@@ -1,0 +1,98 @@
+import numpy as np
+import keras
+import pytest
+
+from sr_keras import models
+
+TABLE_1 = {2: 1_401_749, 3: 1_586_389, 4: 1_549_462}
+
+
+@pytest.mark.parametrize("scale", sorted(TABLE_1))
+def test_srresnet_parameters_match_table_1(scale):
+    assert models.count_trainable(models.srresnet(scale)) == TABLE_1[scale]
+
+
+def test_srresnet_x8_has_three_x2_stages():
+    m = models.srresnet(8)
+    shuffles = [l for l in m.layers if isinstance(l, models.PixelShuffle)]
+    assert [l.factor for l in shuffles] == [2, 2, 2]
+    # x4 plus one more 64->256 conv stage (147,712) and its PReLU slope
+    assert models.count_trainable(m) == TABLE_1[4] + 147_712 + 1
+
+
+def test_discriminator_parameters_and_logits():
+    d = models.discriminator(180)
+    assert models.count_trainable(d) == 80_188_609
+    assert d.layers[-1].activation is keras.activations.linear
+    out = np.asarray(d(np.ones((2, 180, 180, 3), np.float32), training=False))
+    assert out.shape == (2, 1)
+
+
+def test_discriminator_rejects_wrong_size():
+    d = models.discriminator(48)
+    with pytest.raises(ValueError, match=r"expected shape=\(None, 48, 48, 3\)"):
+        d(np.zeros((1, 40, 40, 3), np.float32))
+
+
+def test_prelu_is_shared_and_initialised_like_pytorch():
+    m = models.srresnet(4, num_blocks=1, filters=8)
+    prelus = [l for l in m.layers if isinstance(l, keras.layers.PReLU)]
+    assert prelus and all(l.alpha.shape == (1, 1, 1) for l in prelus)
+    assert all(np.allclose(np.asarray(l.alpha), 0.25) for l in prelus)
+    bns = [l for l in m.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.epsilon == 1e-5 and l.momentum == 0.9 for l in bns)
+
+
+@pytest.mark.parametrize("scale,shape_in,shape_out", [(4, (17, 23), (68, 92)), (3, (13, 7), (39, 21)),
+                                                      (2, (5, 9), (10, 18)), (8, (3, 5), (24, 40))])
+def test_output_shape_for_odd_sizes(scale, shape_in, shape_out):
+    m = models.srresnet(scale, num_blocks=1, filters=8)
+    y = m(np.zeros((1, *shape_in, 3), np.float32))
+    assert tuple(y.shape) == (1, *shape_out, 3)
+
+
+def _numpy_depth_to_space(x, r):
+    # NHWC depth_to_space: channel (i * r + j) * C + c goes to pixel (h * r + i, w * r + j), channel c
+    n, h, w, crr = x.shape
+    c = crr // (r * r)
+    out = np.zeros((n, h * r, w * r, c), x.dtype)
+    for i in range(r):
+        for j in range(r):
+            out[:, i::r, j::r, :] = x[..., (i * r + j) * c:(i * r + j + 1) * c]
+    return out
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_pixel_shuffle_matches_numpy_reference(r):
+    x = np.random.default_rng(r).random((2, 3, 5, 4 * r * r)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(models.PixelShuffle(r)(x)), _numpy_depth_to_space(x, r))
+
+
+def test_no_lambda_layers():
+    for m in (models.srresnet(4, bicubic_skip=True, batch_norm=False), models.discriminator(48)):
+        assert not any(isinstance(l, keras.layers.Lambda) for l in m.layers)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch_norm": False, "bicubic_skip": True}])
+def test_keras_round_trip_in_safe_mode(tmp_path, kwargs):
+    m = models.srresnet(4, num_blocks=2, filters=16, **kwargs)
+    x = np.random.default_rng(0).random((1, 17, 23, 3), dtype=np.float32)
+    y = np.asarray(m(x, training=False))
+    path = str(tmp_path / "g.keras")
+    m.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), y)
+
+
+def test_bicubic_skip_alone_is_bicubic_upscale():
+    m = models.srresnet(2, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True)
+    m.get_layer("tail_conv").kernel.assign(np.zeros(m.get_layer("tail_conv").kernel.shape))
+    m.get_layer("tail_conv").bias.assign(np.zeros(3))
+    x = np.random.default_rng(1).random((1, 6, 6, 3), dtype=np.float32)
+    want = keras.ops.image.resize(x, (12, 12), interpolation="bicubic", antialias=False)
+    np.testing.assert_allclose(np.asarray(m(x)), np.asarray(want), atol=1e-6)
+
+
+def test_unsupported_scale_is_rejected():
+    with pytest.raises(ValueError, match="scale must be one of"):
+        models.srresnet(5)
