@@ -41,7 +41,9 @@ class BicubicUpsample(layers.Layer):
     def call(self, x):
         shape = keras.ops.shape(x)
         size = (shape[1] * self.factor, shape[2] * self.factor)
-        return keras.ops.image.resize(x, size, interpolation="bicubic", antialias=False)
+        # tf.image.resize, not keras.ops.image.resize: the latter checks sizes in Python and so
+        # fails in a traced function with unknown H, W (serving signature, full-size validation)
+        return tf.image.resize(x, size, method="bicubic", antialias=False)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape

@@ -96,3 +96,10 @@ def test_bicubic_skip_alone_is_bicubic_upscale():
 def test_unsupported_scale_is_rejected():
     with pytest.raises(ValueError, match="scale must be one of"):
         models.srresnet(5)
+
+
+def test_bicubic_skip_traces_with_unknown_size():
+    import tensorflow as tf
+    m = models.srresnet(3, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True)
+    fn = tf.function(lambda x: m(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    assert tuple(fn(tf.zeros((1, 5, 7, 3))).shape) == (1, 15, 21, 3)
