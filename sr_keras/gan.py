@@ -1,0 +1,205 @@
+"""SRGAN as one keras.Model: generator + discriminator + VGG content loss, custom train/test steps.
+
+One train step (report section 3.2, in the alternating order of PyTorch GAN training loops):
+1. SR = G(LR); D is updated on BCE_logits(D(HR), 1) + BCE_logits(D(SR), 0), SR held constant;
+2. G is updated on pixel_weight * MSE + content_weight * content + adversarial_weight *
+   BCE_logits(D(SR), 1), with D(SR) evaluated by the freshly updated D.
+D sees real and generated batches in separate calls, so its BatchNorm statistics never mix them (as
+PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged over the global
+batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
+"""
+import os
+
+import keras
+import tensorflow as tf
+
+from sr_keras import losses
+from sr_keras.errors import UserError
+from sr_keras.metrics import PSNRY, SSIMY
+
+TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
+
+
+class SRGAN(keras.Model):
+    """generator: LR -> SR in [0, 1]; discriminator: HR-sized image -> logit; content_loss: a
+    `losses.VGGContentLoss` (or any callable (hr, sr) -> per-image loss). `scale` is the SR factor,
+    which is also the border cropped by validation PSNR/SSIM on Y.
+
+    Calling the model runs the generator, so predict() and the exported model are G alone. The
+    content loss is kept as a plain attribute: VGG is not part of the model's weights or checkpoints.
+    """
+
+    def __init__(self, generator, discriminator, content_loss, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.content_loss = content_loss
+        self.scale = int(scale)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
+        self.psnr = PSNRY(self.scale)
+        self.ssim = SSIMY(self.scale)
+        self.built = True  # both networks are built functional models
+
+    def call(self, lr, training=False):
+        return self.generator(lr, training=training)
+
+    def compile(self, g_optimizer, d_optimizer, pixel_weight=2.0, content_weight=1.0, adversarial_weight=0.005,
+                **kwargs):
+        """One optimizer per network; `kwargs` (jit_compile, steps_per_execution, ...) go to keras.
+
+        `self.optimizer` is G's optimizer, so Keras' own bookkeeping (TensorBoard steps, iterations)
+        counts train steps. Under mixed_float16 both optimizers get dynamic loss scaling.
+        """
+        if self.dtype_policy.name == "mixed_float16":
+            g_optimizer, d_optimizer = (
+                o if isinstance(o, keras.optimizers.LossScaleOptimizer) else keras.optimizers.LossScaleOptimizer(o)
+                for o in (g_optimizer, d_optimizer))
+        super().compile(optimizer=g_optimizer, **kwargs)
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.pixel_weight = float(pixel_weight)
+        self.content_weight = float(content_weight)
+        self.adversarial_weight = float(adversarial_weight)
+        self.build_optimizers()
+
+    def build_optimizers(self):
+        """Create both optimizers' slots now (each for its own network only), so that checkpoints can be
+        restored into them before the first step and G's Adam holds no slots for D's 80M weights."""
+        if not self.g_optimizer.built:
+            self.g_optimizer.build(self.generator.trainable_variables)
+        if not self.d_optimizer.built:
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def optimizers(self):
+        return [self.g_optimizer, self.d_optimizer]
+
+    @property
+    def metrics(self):
+        return [*self.trackers.values(), self.psnr, self.ssim]
+
+    def generator_terms(self, hr, sr, fake_logits):
+        """Weighted per-image (pixel, content, adversarial) terms of G's loss, float32."""
+        return (self.pixel_weight * losses.pixel_loss(hr, sr),
+                self.content_weight * keras.ops.cast(self.content_loss(hr, sr), "float32"),
+                self.adversarial_weight * losses.generator_adversarial_loss(fake_logits))
+
+    def train_step(self, data):
+        lr, hr = data
+        hr = tf.cast(hr, tf.float32)
+        g_vars = self.generator.trainable_variables
+        d_vars = self.discriminator.trainable_variables
+        with tf.GradientTape() as g_tape:
+            sr = tf.cast(self.generator(lr, training=True), tf.float32)
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_logits = tf.cast(self.discriminator(hr, training=True), tf.float32)
+                    fake_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
+                    d_per_image = losses.discriminator_loss(real_logits, fake_logits)
+                    d_loss = tf.nn.compute_average_loss(d_per_image)
+                    d_scaled = self.d_optimizer.scale_loss(d_loss)
+                self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
+            adv_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
+            pixel, content, adversarial = self.generator_terms(hr, sr, adv_logits)
+            g_per_image = pixel + content + adversarial
+            g_scaled = self.g_optimizer.scale_loss(tf.nn.compute_average_loss(g_per_image))
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
+
+        values = {"g_loss": g_per_image, "pixel_loss": pixel, "content_loss": content,
+                  "adversarial_loss": adversarial, "d_loss": d_per_image,
+                  "d_real": tf.sigmoid(tf.reshape(real_logits, [-1])),
+                  "d_fake": tf.sigmoid(tf.reshape(fake_logits, [-1]))}
+        for name, v in values.items():
+            self.trackers[name].update_state(v)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    def test_step(self, data):
+        lr, hr = data
+        sr = tf.cast(self.generator(lr, training=False), tf.float32)
+        self.psnr.update_state(hr, sr)
+        self.ssim.update_state(hr, sr)
+        return {"psnr": self.psnr.result(), "ssim": self.ssim.result()}
+
+
+class DiscriminatorFollowsLR(keras.callbacks.Callback):
+    """Gives D's optimizer G's learning rate at each epoch start, after the trainer's LR schedule set
+    G's (model.optimizer): the report decays both networks' rates together."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        g_rate = keras.ops.convert_to_numpy(self.model.g_optimizer.learning_rate)
+        self.model.d_optimizer.learning_rate = float(g_rate)
+
+
+def describe_generator(model):
+    """Architecture flags of a models.srresnet() network, read from its layer names."""
+    names = {layer.name for layer in model.layers}
+    if "head_conv" not in names:
+        return "not an sr_keras SRResNet"
+    blocks = sum(1 for n in names if n.startswith("block") and n.endswith("_conv1"))
+    bn = "body_bn" in names and isinstance(model.get_layer("body_bn"), keras.layers.BatchNormalization)
+    return (f"--num-blocks {blocks} --filters {model.get_layer('head_conv').filters} "
+            f"--{'' if bn else 'no-'}batch-norm --{'' if 'bicubic_skip' in names else 'no-'}bicubic-skip")
+
+
+def _scale_of(fn):
+    """Upscaling factor of a float [0,1] -> [0,1] image function, probed on an 8x8 input."""
+    out = fn(tf.zeros((1, 8, 8, 3), tf.float32))
+    return int(out.shape[1]) // 8
+
+
+def load_init_generator(generator, path, scale):
+    """Copy the weights of a trained SRResNet into `generator` (built with this run's flags).
+
+    path: an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
+    SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file. Raises
+    UserError naming `path` for a missing/unreadable file, another scale or another architecture.
+    """
+    shown = path
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise UserError(f"--init-generator {shown}: no such file or folder")
+    if path.endswith(".weights.h5"):
+        try:
+            generator.load_weights(path)
+        except Exception as e:  # keras raises ValueError or h5py errors for another architecture or a bad file
+            raise UserError(f"--init-generator {shown}: cannot load these weights into a generator with "
+                            f"{describe_generator(generator)} ({_first_line(e)}); pass the SRResNet run's "
+                            "architecture flags") from None
+        return generator
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise UserError(f"--init-generator {shown}: neither a SavedModel folder nor an export with model.keras")
+        try:
+            loaded = tf.saved_model.load(path)
+            serve = loaded.signatures["serving_default"]
+            src = list(loaded.variables)
+        except Exception as e:
+            raise UserError(f"--init-generator {shown}: cannot load the SavedModel ({_first_line(e)})") from None
+        (name, _), = serve.structured_input_signature[1].items()
+        src_scale = int(list(serve(**{name: tf.zeros((1, 8, 8, 3), tf.uint8)}).values())[0].shape[1]) // 8
+        src_desc = f"{len(src)} variables"
+    elif path.endswith(".keras"):
+        try:
+            loaded = keras.saving.load_model(path, compile=False)
+        except Exception as e:
+            raise UserError(f"--init-generator {shown}: cannot load the Keras model ({_first_line(e)})") from None
+        try:
+            src_scale = _scale_of(lambda x: loaded(x, training=False))
+        except Exception as e:  # e.g. a model with a fixed input size: not an SR generator
+            raise UserError(f"--init-generator {shown}: not an image-to-image SR model ({_first_line(e)})") from None
+        src, src_desc = loaded.weights, describe_generator(loaded)
+    else:
+        raise UserError(f"--init-generator {shown}: expected an export folder, a SavedModel folder, a .keras "
+                        "or a .weights.h5 file")
+    if src_scale != scale:
+        raise UserError(f"--init-generator {shown} is a x{src_scale} model but this run trains x{scale} "
+                        "(--track); use a generator trained on the same scale")
+    if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]:
+        raise UserError(f"--init-generator {shown} has another architecture ({src_desc}) than this run's "
+                        f"generator ({describe_generator(generator)}); pass the flags the SRResNet was trained with")
+    generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])
+    return generator
+
+
+def _first_line(e):
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,150 @@
+"""train_srgan.py end to end on a tiny DIV2K-layout folder, with random VGG weights (offline)."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+import train_srgan
+from sr_keras import gan, losses, models, training
+from sr_keras.errors import UserError
+from sr_keras.export import export_model
+from sr_keras.imresize import downscale
+
+TINY = ["--track", "bicubic_x4", "--steps-per-epoch", "2", "--batch-size", "2", "--hr-crop", "48",
+        "--val-images", "1", "--panel-images", "1", "--num-blocks", "2", "--filters", "16"]
+
+
+@pytest.fixture(scope="module")
+def div2k(tmp_path_factory):
+    """Two training and one validation image in the official archives' layout (x4 bicubic)."""
+    root = tmp_path_factory.mktemp("div2k")
+    photos = {"0001": skimage.data.astronaut()[100:196, 150:246], "0002": skimage.data.chelsea()[50:146, 100:196],
+              "0801": skimage.data.coffee()[100:164, 200:264]}
+    for ident, hr in photos.items():
+        part = "train" if ident < "0801" else "valid"
+        os.makedirs(root / f"DIV2K_{part}_HR", exist_ok=True)
+        os.makedirs(root / f"DIV2K_{part}_LR_bicubic" / "X4", exist_ok=True)
+        Image.fromarray(hr).save(root / f"DIV2K_{part}_HR" / f"{ident}.png")
+        Image.fromarray(downscale(hr, 4)).save(root / f"DIV2K_{part}_LR_bicubic" / "X4" / f"{ident}x4.png")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def init_export(tmp_path_factory):
+    """An SRResNet export as train_srresnet.py writes it (SavedModel + model.keras)."""
+    keras.utils.set_random_seed(3)
+    g = models.srresnet(4, num_blocks=2, filters=16)
+    out = str(tmp_path_factory.mktemp("init") / "g0")
+    export_model(g, 4, out)
+    return out, g
+
+
+def test_report_defaults():
+    args = train_srgan.build_parser().parse_args([])
+    assert (args.lr_decay_epochs, args.patience, args.lr, args.batch_size, args.hr_crop, args.epochs) == (
+        150, 50, 1e-4, 8, 180, 300)
+    assert (args.vgg_weights, args.content_input, args.content_layer, args.content_scale) == (
+        "imagenet", "imagenet", "block5_conv4", 0.006)
+    assert (args.pixel_weight, args.content_weight, args.adversarial_weight, args.init_generator) == (
+        2.0, 1.0, 0.005, None)
+
+
+def test_offline_imagenet_vgg_fails_first_with_one_line(monkeypatch, capsys, tmp_path):
+    def offline(fname, origin, **kwargs):  # what keras.utils.get_file raises without a network
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    # --data does not exist: the VGG check must come before any data is read
+    argv = TINY + ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"),
+                   "--export", str(tmp_path / "model")]
+    with pytest.raises(SystemExit) as e:
+        train_srgan.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --vgg-weights imagenet") and "--vgg-weights PATH" in err[0]
+    assert not os.path.exists(tmp_path / "run") and not os.path.exists(tmp_path / "model")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_init_generator_is_loaded_before_training(div2k, init_export, monkeypatch, tmp_path):
+    path, g0 = init_export
+    x = np.random.default_rng(0).random((1, 10, 12, 3), dtype=np.float32)
+    seen = {}
+
+    def no_training(args, trainer, generator, *rest, **kwargs):
+        seen["sr"] = np.asarray(generator(x, training=False))
+        seen["same_object"] = trainer.generator is generator
+        raise _Stop
+
+    monkeypatch.setattr(training, "fit", no_training)
+    with pytest.raises(_Stop):
+        train_srgan.main(TINY + ["--data", div2k, "--out", str(tmp_path / "r"), "--export", str(tmp_path / "m"),
+                                 "--vgg-weights", "random", "--init-generator", path])
+    assert seen["same_object"]
+    np.testing.assert_array_equal(seen["sr"], np.asarray(g0(x, training=False)))
+
+
+def test_init_generator_of_another_scale_or_architecture_is_refused(init_export, tmp_path):
+    path, _ = init_export
+    with pytest.raises(UserError, match="is a x4 model but this run trains x2"):
+        gan.load_init_generator(models.srresnet(2, num_blocks=2, filters=16), path, 2)
+    with pytest.raises(UserError, match="--num-blocks 2 --filters 16 --batch-norm"):
+        gan.load_init_generator(models.srresnet(4, num_blocks=3, filters=16), path, 4)
+    # a plain SavedModel folder (no model.keras) is read through its variables
+    saved = tmp_path / "sm"
+    keras.utils.set_random_seed(4)
+    src = models.srresnet(4, num_blocks=2, filters=16)
+    export_model(src, 4, str(saved))
+    os.remove(saved / "model.keras")
+    g = gan.load_init_generator(models.srresnet(4, num_blocks=2, filters=16), str(saved), 4)
+    x = np.random.default_rng(1).random((1, 8, 8, 3), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(g(x)), np.asarray(src(x)))
+
+
+def _scalar_tags(log_dir):
+    tags = {}
+    for root, _, files in os.walk(log_dir):
+        for f in files:
+            if f.startswith("events.out.tfevents"):
+                for e in tf.compat.v1.train.summary_iterator(os.path.join(root, f)):
+                    for v in e.summary.value:
+                        tags[v.tag] = tags.get(v.tag, 0) + 1
+    return tags
+
+
+def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
+    out, export = str(tmp_path / "run"), str(tmp_path / "model")
+    argv = TINY + ["--data", div2k, "--out", out, "--export", export, "--vgg-weights", "random",
+                   "--init-generator", init_export[0]]
+    train_srgan.main(argv + ["--epochs", "1"])
+    train_srgan.main(argv + ["--epochs", "2", "--resume"])
+    stdout = capsys.readouterr().out
+    assert "Epoch 2/2" in stdout and "(G step 2, D step 2)" in stdout
+
+    # the resumed run continued both optimizers: its last checkpoint holds 2 + 2 steps of each
+    state = training.load_state(out)
+    assert state["epoch"] == 2
+    model = gan.SRGAN(models.srresnet(4, num_blocks=2, filters=16), models.discriminator(48),
+                      losses.pixel_loss, scale=4)
+    model.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    training.restore(model, out, state)
+    assert int(model.g_optimizer.iterations) == 4 and int(model.d_optimizer.iterations) == 4
+
+    tags = _scalar_tags(os.path.join(out, "logs"))
+    for name in (*gan.TRAIN_METRICS, "psnr", "ssim"):
+        assert tags.get(f"epoch_{name}") == 2, (name, sorted(tags))
+    assert any(t.startswith("val_panel/") for t in tags)
+
+    serve = tf.saved_model.load(export).signatures["serving_default"]
+    sr = serve(images=tf.zeros((1, 5, 7, 3), tf.uint8))["sr"]
+    assert sr.dtype == tf.uint8 and tuple(sr.shape) == (1, 20, 28, 3)
+    with open(os.path.join(out, "checkpoints", "checkpoint.json")) as f:
+        assert json.load(f)["config"]["model"] == "srgan"
