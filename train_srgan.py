@@ -82,10 +82,7 @@ def main(argv=None):
     training.set_precision(args.precision)
     strategy = training.strategy_from_flag(args.strategy)
 
-    import keras
-
     from sr_keras import gan, losses
-    from sr_keras.models import discriminator
 
     with strategy.scope():
         # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
@@ -102,10 +99,9 @@ def main(argv=None):
         if args.init_generator and not state:
             gan.load_init_generator(generator, args.init_generator, scale)
             print(f"generator initialised from {args.init_generator}")
-        model = gan.SRGAN(generator, discriminator(hr_size), content, scale, name="srgan")
-        model.compile(keras.optimizers.Adam(args.lr, epsilon=1e-8), keras.optimizers.Adam(args.lr, epsilon=1e-8),
-                      pixel_weight=args.pixel_weight, content_weight=args.content_weight,
-                      adversarial_weight=args.adversarial_weight, jit_compile=bool(args.jit))
+        model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=args.lr,
+                                        pixel_weight=args.pixel_weight, content_weight=args.content_weight,
+                                        adversarial_weight=args.adversarial_weight, jit=args.jit)
         if state:
             training.restore(model, args.out, state)
             note = f"; --init-generator {args.init_generator} ignored" if args.init_generator else ""

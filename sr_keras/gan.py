@@ -120,6 +120,21 @@ class SRGAN(keras.Model):
         return {"psnr": self.psnr.result(), "ssim": self.ssim.result()}
 
 
+def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pixel_weight=2.0,
+                        content_weight=1.0, adversarial_weight=0.005, jit=False):
+    """The SRGAN model compiled exactly as train_srgan.py trains it (benchmarks time this one).
+
+    Call after training.set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8.
+    """
+    from sr_keras.models import discriminator
+
+    model = SRGAN(generator, discriminator(hr_size), content_loss, scale, name="srgan")
+    model.compile(keras.optimizers.Adam(lr, epsilon=1e-8), keras.optimizers.Adam(lr, epsilon=1e-8),
+                  pixel_weight=pixel_weight, content_weight=content_weight,
+                  adversarial_weight=adversarial_weight, jit_compile=bool(jit))
+    return model
+
+
 class DiscriminatorFollowsLR(keras.callbacks.Callback):
     """Gives D's optimizer G's learning rate at each epoch start, after the trainer's LR schedule set
     G's (model.optimizer): the report decays both networks' rates together."""
