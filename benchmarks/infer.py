@@ -1,0 +1,144 @@
+"""Upscaling speed and peak memory of sr_keras.inference (the code upscale.py runs), tile by tile.
+
+    python -m benchmarks infer --model srresnet --scale 4 --lr-size 256 --tile 128
+    python -m benchmarks infer --model saved_models/srresnet_bicubic_x4 --lr-size 512x384
+
+Prints one JSON line: megapixels_per_s = output megapixels / median seconds per image (after one
+untimed pass, which traces every tile shape), and peak_mem_mb = the highest memory during the timed
+passes (the GPU allocator's peak on a GPU, else the process' peak resident set, reset just before;
+mem_before_mb is the same counter's level when the timed passes start: model, runtime, image).
+--model srresnet/srgan time the report's generator (SRGAN's G is SRResNet: same network) with random
+weights, built under --precision and loaded through inference.load_upscaler like a trained model.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from sr_keras.errors import UserError, cli_entry  # noqa: E402
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _size(text):
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text}") from None
+    if len(parts) > 2 or w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"expected N or WxH with positive sizes, got {text}")
+    return h, w
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m benchmarks infer", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="srresnet",
+                   help="'srresnet' or 'srgan' (random weights), or a trained model: an --export folder or .keras")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4,
+                   help="upscaling factor of a random-weight model (a trained model has its own)")
+    p.add_argument("--lr-size", type=_size, default=(256, 256), metavar="N|WxH", help="input image size")
+    p.add_argument("--tile", type=int, default=256, help="LR tile side (0: the whole image in one pass)")
+    p.add_argument("--overlap", type=int, default=16, help="tile margin (raised to the receptive radius)")
+    p.add_argument("--tile-memory", type=int, default=768, metavar="MB",
+                   help="tiles shrink so one tile's activations stay under this (0: no limit)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes over the image")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="dtype policy a random-weight model is built with")
+    p.add_argument("--num-blocks", type=int, default=16, help="residual blocks of a random-weight model")
+    p.add_argument("--filters", type=int, default=64, help="channels of a random-weight model")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the input image")
+    return p
+
+
+def _reset_peak():
+    """Reset the peak-memory counter that peak_mb() reads; False where the kernel does not allow it."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.reset_memory_stats("GPU:0")
+        return True
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM, the peak resident set (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _memory_mb(key):
+    """GPU:0 allocator's `key` ('current'/'peak') on a GPU, else the process' VmRSS/VmHWM."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return tf.config.experimental.get_memory_info("GPU:0")[key] / 2 ** 20
+    field = {"current": "VmRSS:", "peak": "VmHWM:"}[key]
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load(args, tmp):
+    from sr_keras import inference
+
+    if args.model not in ("srresnet", "srgan"):
+        return inference.load_upscaler(args.model)
+    import keras
+
+    from sr_keras.models import srresnet
+
+    keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(args.precision)
+    path = os.path.join(tmp, "model.keras")
+    srresnet(args.scale, num_blocks=args.num_blocks, filters=args.filters).save(path)
+    return inference.load_upscaler(path)
+
+
+@cli_entry
+def main(argv):
+    args = build_parser().parse_args(argv)
+    if args.repeats <= 0 or args.tile < 0 or args.overlap < 0:
+        raise UserError("--repeats must be positive; --tile and --overlap must be >= 0")
+    import numpy as np
+
+    from benchmarks.train import device_name
+    from sr_keras import inference
+
+    h, w = args.lr_size
+    img = np.random.default_rng(args.seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        upscaler = load(args, tmp)
+        run = dict(tile=args.tile, overlap=args.overlap, max_tile_mb=args.tile_memory or None)
+        out = inference.upscale_image(upscaler, img, **run)
+        peak_known = _reset_peak()
+        before_mb = _memory_mb("current")
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            out = inference.upscale_image(upscaler, img, **run)
+            times.append(time.perf_counter() - t0)
+    s = float(np.median(times))
+    mpix = out.shape[0] * out.shape[1] / 1e6
+    precision = args.precision if args.model in ("srresnet", "srgan") else "as saved"
+    print(json.dumps({
+        "benchmark": "infer", "model": args.model, "scale": upscaler.scale, "lr_size": [w, h],
+        "tile": args.tile, "tile_used": inference.tile_side(upscaler, args.tile, args.overlap, run["max_tile_mb"]),
+        "overlap": max(args.overlap, upscaler.radius or 0), "image_s": round(s, 4),
+        "megapixels_per_s": round(mpix / s, 3), "output_megapixels": round(mpix, 3),
+        "peak_mem_mb": round(_memory_mb("peak"), 1), "mem_before_mb": round(before_mb, 1),
+        "peak_mem_is_timed_only": peak_known, "precision": precision,
+        "repeats": args.repeats, "device": device_name(),
+    }), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

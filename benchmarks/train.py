@@ -1,0 +1,210 @@
+"""Train-step speed of SRResNet or SRGAN: the same compiled model and `model.fit` path training runs.
+
+    python -m benchmarks train --model srresnet --scale 4 --batch 8 --hr-crop 180 --steps 10
+    python -m benchmarks train --model srgan --precision mixed_bfloat16 --jit
+
+Prints one JSON line: step_s is the median wall time of the timed steps (after --warmup steps, which
+include tracing and compilation), patches_per_s = batch / step_s. The model is built by
+sr_keras.training.build_srresnet_trainer or sr_keras.gan.build_srgan_trainer, exactly as the training
+scripts build it, and stepped by Keras' fit() over a tf.data pipeline; each timed step ends when its
+loss reaches the host, as it does in training (the NaN guard reads it every step). By default the
+batches are fixed random tensors, so the number is the model's step alone; --data times it fed by the
+real training pipeline instead.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from sr_keras.errors import UserError, cli_entry  # noqa: E402
+
+MODELS = ("srresnet", "srgan")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def device_name():
+    """'GPU: <name> xN' when TensorFlow sees GPUs, else 'CPU: <model> (N cores)'."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "unknown")
+        return f"GPU: {name} x{len(gpus)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {model} ({os.cpu_count()} cores)"
+
+
+def peak_memory_mb():
+    """Peak memory of this process: GPU:0's allocator peak on a GPU, else the peak resident set."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def conv_macs(model, input_shape):
+    """Multiply-accumulates of every Conv2D and Dense layer of a functional `model` for one forward
+    pass on `input_shape` (with batch), from the layers' symbolic output shapes."""
+    import keras
+
+    layers = [ly for ly in model.layers if isinstance(ly, (keras.layers.Conv2D, keras.layers.Dense))]
+    probe = keras.Model(model.inputs, [ly.output for ly in layers])
+    outs = probe.compute_output_spec(keras.KerasTensor(input_shape))
+    total = 0
+    for ly, out in zip(layers, outs if isinstance(outs, (list, tuple)) else [outs]):
+        kernel_per_output = 1
+        for d in ly.kernel.shape[:-1]:
+            kernel_per_output *= int(d)
+        pixels = 1
+        for d in out.shape[:-1]:
+            pixels *= int(d)
+        total += pixels * int(out.shape[-1]) * kernel_per_output
+    return total
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m benchmarks train", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default="srresnet", help="network whose train step is timed")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4, help="upscaling factor")
+    p.add_argument("--batch", type=int, default=8, help="global batch size")
+    p.add_argument("--hr-crop", type=int, default=180, help="HR crop side (rounded down to a multiple of --scale)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy")
+    p.add_argument("--jit", action="store_true", help="compile the train step with XLA (as training's --jit)")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
+    p.add_argument("--num-blocks", type=int, default=16, help="generator residual blocks")
+    p.add_argument("--filters", type=int, default=64, help="generator feature channels")
+    p.add_argument("--vgg-weights", default="random",
+                   help="SRGAN content-loss VGG19 weights (timing does not depend on them; 'imagenet' or a path)")
+    p.add_argument("--data", default=None,
+                   help="feed the real training pipeline from this source (tfds, a folder, samples) instead of "
+                        "fixed random batches")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and the random batches")
+    return p
+
+
+def _check(args):
+    for name in ("batch", "steps", "num_blocks", "filters"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a positive integer")
+    if args.warmup < 1:
+        raise UserError(f"--warmup {args.warmup}: must be at least 1 (the first step traces the function)")
+    hr = args.hr_crop // args.scale * args.scale
+    if hr < args.scale or (args.model == "srgan" and hr < 16):
+        raise UserError(f"--hr-crop {args.hr_crop}: too small for x{args.scale}"
+                        + (" (the discriminator needs at least 16)" if args.model == "srgan" else ""))
+    return hr
+
+
+def build_model(args, hr):
+    """The compiled model exactly as the training script builds it (call inside the strategy scope)."""
+    import keras
+
+    from sr_keras import training
+
+    if args.model == "srresnet":
+        trainer, generator = training.build_srresnet_trainer(
+            args.scale, num_blocks=args.num_blocks, filters=args.filters, jit=args.jit)
+        return trainer, generator
+    from sr_keras import gan, losses
+
+    content = losses.VGGContentLoss(weights=args.vgg_weights)
+    if hasattr(gan, "build_srgan_trainer"):
+        return gan.build_srgan_trainer(args.scale, hr, content, num_blocks=args.num_blocks, filters=args.filters,
+                                       jit=args.jit)
+    # TEMPORARY until gan.build_srgan_trainer lands: the lines of train_srgan.py main()
+    from sr_keras.models import discriminator
+
+    generator = training.build_generator(argparse.Namespace(num_blocks=args.num_blocks, filters=args.filters,
+                                                            batch_norm=True, bicubic_skip=False), args.scale)
+    model = gan.SRGAN(generator, discriminator(hr), content, args.scale, name="srgan")
+    model.compile(keras.optimizers.Adam(1e-4, epsilon=1e-8), keras.optimizers.Adam(1e-4, epsilon=1e-8),
+                  jit_compile=bool(args.jit))
+    return model, generator
+
+
+def batches(args, hr):
+    import tensorflow as tf
+
+    if args.data:
+        from sr_keras import data
+
+        return data.training_dataset(args.data, f"bicubic_x{args.scale}", batch_size=args.batch,
+                                     hr_crop=args.hr_crop, seed=args.seed)
+    lr = hr // args.scale
+    gen = tf.random.Generator.from_seed(args.seed)
+    pair = (gen.uniform((args.batch, lr, lr, 3)), gen.uniform((args.batch, hr, hr, 3)))
+    return tf.data.Dataset.from_tensors(pair).repeat()
+
+
+@cli_entry
+def main(argv):
+    args = build_parser().parse_args(argv)
+    hr = _check(args)
+    import keras
+    import numpy as np
+
+    from sr_keras import training
+
+    keras.utils.set_random_seed(args.seed)
+    training.set_precision(args.precision)
+    strategy = training.strategy_from_flag(args.strategy)
+    with strategy.scope():
+        model, generator = build_model(args, hr)
+    ds = batches(args, hr)
+
+    times, cpu_times = [], []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+        def on_train_batch_end(self, batch, logs=None):
+            float(next(iter(logs.values())))  # the step is done once its result is on the host
+            times.append(time.perf_counter() - self.t0)
+            cpu_times.append(time.process_time() - self.c0)
+
+    t0 = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=args.warmup + args.steps, verbose=0, callbacks=[StepTimer()])
+    total_s = time.perf_counter() - t0
+    timed = np.array(times[args.warmup:])
+    step_s = float(np.median(timed))
+    result = {
+        "benchmark": "train", "model": args.model, "scale": args.scale, "batch": args.batch, "hr_crop": hr,
+        "step_s": round(step_s, 4), "patches_per_s": round(args.batch / step_s, 2),
+        "precision": args.precision, "jit": args.jit, "device": device_name(),
+        "steps": args.steps, "warmup": args.warmup, "step_s_min": round(float(timed.min()), 4),
+        "step_s_mean": round(float(timed.mean()), 4),
+        "cpu_s_per_step": round(float(np.median(cpu_times[args.warmup:])), 4), "first_step_s": round(times[0], 2),
+        "total_s": round(total_s, 2), "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync,
+        "num_blocks": args.num_blocks, "filters": args.filters, "data": args.data or "random",
+        "peak_mem_mb": peak_memory_mb(),
+    }
+    if args.model == "srresnet":
+        # Model FLOPs: 2 per MAC, and backward = 2x forward (input and weight gradients).
+        macs = conv_macs(generator, (args.batch, hr // args.scale, hr // args.scale, 3))
+        result["gflop_per_step"] = round(6 * macs / 1e9, 2)
+        result["tflops"] = round(6 * macs / step_s / 1e12, 4)
+    import tensorflow as tf
+
+    result.update(tf=tf.__version__, keras=keras.__version__)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

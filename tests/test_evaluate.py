@@ -1,0 +1,257 @@
+"""evaluate.py: folder mode on real photographs against an independent scorer, output files, curves, errors."""
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+import evaluate
+from sr_keras import models
+
+
+# ---- an independent scorer (the SPEC's convention written out again, not sr_keras.metrics)
+def y_of(rgb):
+    x = rgb.astype(np.float64) / 255.0
+    return 16.0 + 65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]
+
+
+def ref_score(sr, hr, s):
+    a, b = y_of(sr)[s:-s, s:-s], y_of(hr)[s:-s, s:-s]
+    return (peak_signal_noise_ratio(b, a, data_range=255.0),
+            structural_similarity(b, a, data_range=255.0, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False))
+
+
+def pil_down(hr, s):
+    h, w = hr.shape[0] // s * s, hr.shape[1] // s * s
+    return np.asarray(Image.fromarray(hr[:h, :w]).resize((w // s, h // s), Image.BICUBIC))
+
+
+def pil_up(lr, s):
+    return np.asarray(Image.fromarray(lr).resize((lr.shape[1] * s, lr.shape[0] * s), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    keras.utils.set_random_seed(2)
+    model = models.srresnet(4, num_blocks=2, filters=16)
+    path = tmp_path_factory.mktemp("evaluate") / "tiny.keras"
+    model.save(path)
+    return model, str(path)
+
+
+def model_sr(model, lr):
+    y = model(lr[None].astype(np.float32) / 255.0).numpy()[0]
+    return np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """HR crops of three scikit-image photographs; one size is not a multiple of 4."""
+    root = tmp_path_factory.mktemp("photos")
+    hr_dir = root / "hr"
+    hr_dir.mkdir()
+    crops = {"astronaut": skimage.data.astronaut()[40:112, 180:276],
+             "coffee": skimage.data.coffee()[150:222, 200:298],
+             "chelsea": skimage.data.chelsea()[80:155, 120:216]}
+    for name, im in crops.items():
+        Image.fromarray(np.ascontiguousarray(im)).save(hr_dir / f"{name}.png")
+    return hr_dir
+
+
+def run(argv, capsys):
+    code = 0
+    try:
+        evaluate.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_folder_mode_with_lr_dir_matches_independent_scores(tmp_path, photos, tiny, capsys):
+    model, path = tiny
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for f in sorted(photos.iterdir()):
+        # DIV2K names LR files 0801x4.png; plain same-stem names must match too
+        name = f"{f.stem}x4.png" if f.stem == "coffee" else f.name
+        Image.fromarray(pil_down(np.asarray(Image.open(f)), 4)).save(lr_dir / name)
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--hr-dir", str(photos), "--lr-dir", str(lr_dir), "--scale", "4",
+                             "--model", f"tiny={path}", "--out", str(out)], capsys)
+    assert code == 0, err
+
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc) == {"protocol", "rows"} and doc["protocol"] == "full"
+    assert [r["model"] for r in doc["rows"]] == ["bicubic", "tiny"]
+    for r in doc["rows"]:
+        assert set(r) == {"model", "track", "scale", "psnr", "ssim", "images"}
+        assert r["track"] is None and r["scale"] == 4 and r["images"] == 3
+    ref = {"bicubic": [], "tiny": []}
+    for f in sorted(photos.iterdir()):
+        hr = np.asarray(Image.open(f))
+        lr = pil_down(hr, 4)
+        hr = hr[:lr.shape[0] * 4, :lr.shape[1] * 4]
+        ref["bicubic"].append(ref_score(pil_up(lr, 4), hr, 4))
+        ref["tiny"].append(ref_score(model_sr(model, lr), hr, 4))
+    for r in doc["rows"]:
+        p, s = np.mean(ref[r["model"]], axis=0)
+        assert r["psnr"] == pytest.approx(p, abs=0.01) and r["ssim"] == pytest.approx(s, abs=0.001)
+
+    per_image = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(per_image) == 6 and {r["image"] for r in per_image} == {"astronaut", "chelsea", "coffee"}
+    summary = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["model"] for r in summary] == ["bicubic", "tiny"] and summary[0]["images"] == "3"
+    md = (out / "results.md").read_text()
+    assert "| | x4 |" in md
+    assert f"| bicubic | {doc['rows'][0]['psnr']:.2f}/{doc['rows'][0]['ssim']:.4f} |" in md
+    figs = sorted(os.listdir(out / "figures"))
+    assert figs == ["x4_astronaut.png", "x4_chelsea.png", "x4_coffee.png"]
+    assert Image.open(out / "figures" / figs[0]).size[0] > 400
+
+
+def test_folder_mode_makes_lr_and_center_crop_protocol(tmp_path, tiny, capsys):
+    _, path = tiny
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    hr = np.ascontiguousarray(skimage.data.rocket()[100:303, 200:442])  # 203x242: cropped to 200x240
+    Image.fromarray(hr).save(hr_dir / "rocket.png")
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--model", f"tiny={path}",
+                        "--protocol", "center180", "--figures", "0", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["protocol"] == "center180"
+    lr = pil_down(hr, 4)  # 50x60 LR; the 45x45 centre window starts at (2, 7)
+    lr_c, hr_c = lr[2:47, 7:52], hr[8:188, 28:208]
+    p, s = ref_score(pil_up(lr_c, 4), hr_c, 4)
+    bic = doc["rows"][0]
+    assert bic["psnr"] == pytest.approx(p, abs=0.01) and bic["ssim"] == pytest.approx(s, abs=0.001)
+    assert os.listdir(out / "figures") == []
+
+
+def test_training_curves_from_keras_tensorboard_logs(tmp_path, photos, tiny, capsys):
+    _, path = tiny
+    run_dir = tmp_path / "run"
+    keras.utils.set_random_seed(3)
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    # stand-ins named like the trainer's metrics, so Keras writes epoch_psnr / epoch_ssim tags
+    m.compile("sgd", "mse", metrics=[keras.metrics.MeanAbsoluteError(name="psnr"),
+                                     keras.metrics.MeanSquaredError(name="ssim")])
+    x, y = np.random.default_rng(0).normal(size=(2, 16, 4)), np.random.default_rng(1).normal(size=(2, 16, 1))
+    hist = m.fit(x[0], y[0], validation_data=(x[1], y[1]), epochs=4, verbose=0,
+                 callbacks=[keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)])
+    series = evaluate.read_scalars(str(run_dir))
+    assert {"train", "validation"} <= set(series)
+    val = hist.history["val_psnr"]
+    assert evaluate.best_epoch(series) == (int(np.argmax(val)) + 1, pytest.approx(val[int(np.argmax(val))]))
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", f"tiny={path}", "--figures", "1",
+                        "--logs", str(run_dir), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(out / "figures")) == ["curves_00_run.png", "x4_astronaut.png"]
+
+
+def test_grey_16_bit_and_rgba_hr_are_converted_once_with_a_note(tmp_path, capsys):
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    grey = skimage.data.camera()[200:272, 200:296]
+    Image.fromarray(grey.astype(np.uint16) * 257 + 100).save(hr_dir / "a_grey16.png")
+    rgba = np.dstack([skimage.data.coffee()[:72, :96], np.full((72, 96), 90, np.uint8)])
+    Image.fromarray(rgba).save(hr_dir / "b_rgba.png")
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--figures", "0", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert err.count("note: ") == 1 and "a_grey16.png" in err and "I;16" in err
+    rows = {r["image"]: float(r["psnr"]) for r in csv.DictReader((out / "per_image.csv").open())}
+    # 16-bit grey becomes 8-bit by rounding v/257 (here exactly the original 8-bit values), not clipping
+    g = np.repeat(grey[..., None], 3, axis=2)
+    assert rows["a_grey16"] == pytest.approx(ref_score(pil_up(pil_down(g, 4), 4), g, 4)[0], abs=0.01)
+    c = rgba[..., :3]
+    assert rows["b_rgba"] == pytest.approx(ref_score(pil_up(pil_down(c, 4), 4), c, 4)[0], abs=0.01)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--model", "tiny"], "NAME=PATH"),
+    (["--model", "bicubic={model}"], "baseline"),
+    (["--model", "a={tmp}/missing"], "missing"),
+    (["--lr-dir", "{tmp}/lr"], "no LR image"),
+    (["--lr-dir", "{tmp}/lr_wrong"], "not a x4 pair"),
+    (["--model", "a={model2}"], "upscales x2"),
+    (["--logs", "{tmp}/nologs"], "nologs"),
+    (["--hr-dir", "{tmp}/small"], "too small to score"),
+])
+def test_bad_input_is_one_clean_line(tmp_path, photos, tiny, capsys, extra, needle):
+    _, path = tiny
+    (tmp_path / "lr").mkdir()
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "lr" / "unrelated.png")
+    (tmp_path / "lr_wrong").mkdir()
+    for f in photos.iterdir():  # x2-sized LR files given as x4
+        Image.fromarray(pil_down(np.asarray(Image.open(f)), 2)).save(tmp_path / "lr_wrong" / f.name)
+    (tmp_path / "nologs").mkdir()
+    (tmp_path / "small").mkdir()
+    Image.fromarray(np.zeros((12, 40, 3), np.uint8)).save(tmp_path / "small" / "thin.png")
+    model2 = tmp_path / "x2.keras"
+    if "{model2}" in " ".join(extra):
+        models.srresnet(2, num_blocks=1, filters=8).save(model2)
+    argv = ["--hr-dir", str(photos), "--scale", "4", "--figures", "0", "--out", str(tmp_path / "ev")]
+    argv += [a.format(tmp=tmp_path, model=path, model2=model2) for a in extra]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "Traceback" not in err and needle in err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("error")]
+    assert len(lines) == 1
+
+
+def test_help_lists_defaults(capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--model", "--hr-dir", "--lr-dir", "--scale", "--protocol", "--track", "--data", "--logs"):
+        assert flag in text
+    assert "(default: full)" in text and "(default: test)" in text
+
+
+def test_div2k_mode_all_tracks_with_a_model_per_track(tmp_path, capsys):
+    """A DIV2K-layout folder with the six report tracks; {track} picks each track's model."""
+    root = tmp_path / "div2k"
+    hr_dir = root / "DIV2K_valid_HR"
+    hr_dir.mkdir(parents=True)
+    photos = {851: skimage.data.astronaut()[:72, 100:172], 852: skimage.data.coffee()[100:172, :72]}
+    for i, im in photos.items():
+        Image.fromarray(np.ascontiguousarray(im)).save(hr_dir / f"{i:04d}.png")
+    Image.fromarray(np.ascontiguousarray(skimage.data.chelsea()[:72, :72])).save(hr_dir / "0801.png")  # validation
+    keras.utils.set_random_seed(4)
+    for s in (2, 3, 4):
+        m = models.srresnet(s, num_blocks=1, filters=8)
+        for kind in ("bicubic", "unknown"):
+            m.save(tmp_path / f"m_{kind}_x{s}.keras")
+            lr_dir = root / f"DIV2K_valid_LR_{kind}" / f"X{s}"
+            lr_dir.mkdir(parents=True, exist_ok=True)
+            for i, im in photos.items():
+                Image.fromarray(pil_down(np.ascontiguousarray(im), s)).save(lr_dir / f"{i:04d}x{s}.png")
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--data", str(root), "--track", "all", "--split", "test", "--figures", "1",
+                             "--model", f"srresnet={tmp_path}/m_{{track}}.keras", "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["model"], r["track"]) for r in rows] == [
+        (m, t) for t in evaluate.REPORT_TRACKS for m in ("bicubic", "srresnet")]
+    assert all(r["images"] == 2 and r["scale"] == int(r["track"][-1]) for r in rows)
+    # the bicubic_x3 baseline, independently
+    ref = [ref_score(pil_up(pil_down(np.ascontiguousarray(im), 3), 3), np.ascontiguousarray(im)[:72, :72], 3)
+           for im in photos.values()]
+    bic3 = next(r for r in rows if r["track"] == "bicubic_x3" and r["model"] == "bicubic")
+    assert bic3["psnr"] == pytest.approx(np.mean([p for p, _ in ref]), abs=0.01)
+    md = (out / "results.md").read_text()
+    assert "| | " + " | ".join(evaluate.REPORT_TRACKS) + " |" in md
+    assert md.count("| srresnet |") == 1 and md.count("| bicubic |") == 1
+    names = {r["image"] for r in csv.DictReader((out / "per_image.csv").open())}
+    assert names == {"0851", "0852"}
+    assert len(os.listdir(out / "figures")) == 6 and (out / "figures" / "bicubic_x4_0851.png").exists()

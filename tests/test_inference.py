@@ -1,0 +1,151 @@
+"""sr_keras.inference: loading (.keras, export folder, SavedModel only), scale probe, exact tiling."""
+import os
+import shutil
+import tracemalloc
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from sr_keras import models
+from sr_keras.errors import UserError
+from sr_keras.export import export_model
+from sr_keras.inference import analyse, load_upscaler, receptive_radius, tile_side, upscale_image
+
+
+def textured(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    base = 128 + 60 * np.sin(xx / 5.0)[..., None] * np.cos(yy / 7.0)[..., None]
+    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small random x4 SRResNet as .keras and as a real export folder."""
+    keras.utils.set_random_seed(0)
+    model = models.srresnet(4, num_blocks=2, filters=16)
+    root = tmp_path_factory.mktemp("inference")
+    model.save(root / "m.keras")
+    export_model(model, 4, str(root / "export"))
+    return model, root
+
+
+def test_keras_file_loads_with_scale_and_radius(tiny):
+    model, root = tiny
+    up = load_upscaler(root / "m.keras")
+    assert up.scale == 4
+    # head 9x9 (4) + 2 blocks x two 3x3 (4) + body 3x3 (1) + up convs (1 + 1/2) + tail 9x9 at x4 (1)
+    assert up.radius == 12
+    lr = textured(20, 24)
+    want = np.clip(np.round(model(lr[None].astype(np.float32) / 255.0).numpy()[0] * 255), 0, 255)
+    assert np.abs(up(lr).astype(int) - want.astype(int)).max() <= 1
+
+
+def test_export_folder_and_savedmodel_signature_agree(tiny):
+    _, root = tiny
+    sm_only = root / "sm_only"
+    shutil.copytree(root / "export", sm_only)
+    os.remove(sm_only / "model.keras")
+    a, b, c = load_upscaler(root / "export"), load_upscaler(sm_only), load_upscaler(root / "m.keras")
+    assert a.radius == 12 and b.radius is None and b.scale == 4
+    lr = textured(18, 22, 1)
+    outs = [u(lr).astype(int) for u in (a, b, c)]
+    assert outs[0].shape == (72, 88, 3)
+    assert np.abs(outs[0] - outs[1]).max() <= 1 and np.abs(outs[0] - outs[2]).max() <= 1
+
+
+def test_receptive_radius_bounds_the_real_dependence(tiny):
+    # One changed LR pixel may only change outputs within `radius` LR pixels of it (and does reach ~that far).
+    model, _ = tiny
+    r = receptive_radius(model)
+    x = np.full((1, 41, 41, 3), 0.5, np.float32)
+    y = x.copy()
+    y[0, 20, 20] = 1.0
+    diff = np.abs(model(y).numpy()[0] - model(x).numpy()[0]).max(axis=2) > 0
+    rows, cols = np.nonzero(diff)
+    reach = max(np.abs(rows // 4 - 20).max(), np.abs(cols // 4 - 20).max())
+    assert r - 1 <= reach <= r
+    assert receptive_radius(models.srresnet(4)) == 40
+
+
+@pytest.mark.parametrize("variant", ["srresnet", "demo-like"])
+def test_tiled_equals_whole_image(tiny, tmp_path, variant):
+    _, root = tiny
+    path = root / "m.keras"
+    if variant == "demo-like":  # no BN, bicubic skip (BicubicUpsample pads at its own borders)
+        path = tmp_path / "demo.keras"
+        models.srresnet(4, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True).save(path)
+    up = load_upscaler(path)
+    lr = textured(70, 53, 2)
+    whole = upscale_image(up, lr, tile=0).astype(int)
+    tiled = upscale_image(up, lr, tile=16, overlap=0).astype(int)  # margin raised to the radius
+    assert whole.shape == (280, 212, 3)
+    assert np.abs(whole - tiled).max() <= 1
+
+
+def test_a_margin_below_the_radius_shows_seams(tiny):
+    # Guards the test above: without the radius, 2 pixels of context are visibly not enough.
+    _, root = tiny
+    up = load_upscaler(root / "m.keras")
+    lr = textured(48, 48, 3)
+    whole = upscale_image(up, lr, tile=0).astype(int)
+    up.radius = None
+    assert np.abs(upscale_image(up, lr, tile=16, overlap=2).astype(int) - whole).max() > 1
+
+
+def test_grey_and_16_bit(tiny):
+    _, root = tiny
+    up = load_upscaler(root / "m.keras")
+    rgb = textured(20, 30, 4)
+    grey8 = rgb[..., 1]
+    out8 = upscale_image(up, grey8, tile=8)
+    assert out8.shape == (80, 120) and out8.dtype == np.uint8
+    rgb_out = upscale_image(up, np.repeat(grey8[..., None], 3, axis=2), tile=0).astype(np.float64)
+    luma = rgb_out @ [0.299, 0.587, 0.114]
+    assert np.abs(out8 - luma).max() <= 1.0
+    grey16 = grey8.astype(np.uint16) * 257 + 100  # values between the 8-bit levels
+    out16 = upscale_image(up, grey16, tile=8)
+    assert out16.dtype == np.uint16 and out16.shape == (80, 120)
+    assert (out16 % 257).any()  # real 16-bit output, not 8-bit levels scaled up
+    assert np.abs(out16 / 257.0 - out8).max() < 3
+
+
+def test_memory_stays_near_the_output_size(tiny):
+    # Tiles go straight into one uint8 output: no float or full-size copies on the NumPy side.
+    _, root = tiny
+    up = load_upscaler(root / "m.keras")
+    lr = textured(200, 200, 5)
+    up(lr[:8, :8])  # warm up outside the measurement
+    tracemalloc.start()
+    out = upscale_image(up, lr, tile=32)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.shape == (800, 800, 3)
+    # one more full-size uint8 copy would be 2x, a float32 one 5x
+    assert peak < 1.5 * out.nbytes
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: d / "missing", "not found"),
+    (lambda d: d.mkdir() or d, "without model.keras"),
+    (lambda d: (d.with_suffix(".h5").write_bytes(b"x"), d.with_suffix(".h5"))[1], "neither"),
+    (lambda d: (d.with_suffix(".keras").write_bytes(b"not a zip"), d.with_suffix(".keras"))[1], "cannot load"),
+])
+def test_bad_model_paths_raise_user_error_naming_the_path(tmp_path, make, needle):
+    path = make(tmp_path / "m")
+    with pytest.raises(UserError) as e:
+        load_upscaler(str(path))
+    assert str(path) in str(e.value) and needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_tiles_shrink_to_the_memory_budget():
+    full = SimpleNamespace(radius=40, act_bytes=4096.0)  # the report's x4 SRResNet, see analyse()
+    assert analyse(models.srresnet(4)) == (40, 4096.0)
+    # (141 + 2 * 40)^2 LR pixels x 4 x 4096 B = 763 MiB <= 768 MiB
+    assert tile_side(full, 256, 16, 768) == 141
+    assert tile_side(full, 256, 16, 0) == 256  # no limit
+    assert tile_side(full, 0, 16, 768) == 0  # one pass stays one pass
+    assert tile_side(SimpleNamespace(radius=12, act_bytes=1024.0), 256, 16, 768) == 256

@@ -1,0 +1,168 @@
+"""train_srresnet.py end to end on a tiny DIV2K-layout folder written from scikit-image photographs."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+import train_srresnet
+from sr_keras import training
+from sr_keras.imresize import downscale
+from sr_keras.models import BicubicUpsample
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")
+
+
+@pytest.fixture(scope="module")
+def div2k(tmp_path_factory):
+    """4 training (0001-0004), 2 validation (0801-0802) and 1 test (0851) pairs, HR 96x96, x4 LR."""
+    root = tmp_path_factory.mktemp("div2k")
+    ids = ["0001", "0002", "0003", "0004", "0801", "0802", "0851"]
+    for name, i in zip(PHOTOS, ids):
+        img = getattr(skimage.data, name)()[..., :3]
+        h, w = img.shape[:2]
+        hr = np.ascontiguousarray(img[h // 2 - 48:h // 2 + 48, w // 2 - 48:w // 2 + 48])
+        part = "train" if int(i) <= 800 else "valid"
+        for folder, arr, fname in ((f"DIV2K_{part}_HR", hr, f"{i}.png"),
+                                   (f"DIV2K_{part}_LR_bicubic/X4", downscale(hr, 4), f"{i}x4.png")):
+            os.makedirs(root / folder, exist_ok=True)
+            Image.fromarray(arr).save(root / folder / fname)
+    return str(root)
+
+
+def small_args(div2k, tmp, *extra):
+    return ["--track", "bicubic_x4", "--data", div2k, "--out", str(tmp / "run"), "--export", str(tmp / "model"),
+            "--steps-per-epoch", "2", "--batch-size", "2", "--hr-crop", "32", "--val-images", "1",
+            "--panel-images", "1", "--num-blocks", "1", "--filters", "8", *extra]
+
+
+def read_events(logdir):
+    """{tag: [(step, summary value)]} over every event file below logdir."""
+    tags = {}
+    for f in glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True):
+        for event in tf.compat.v1.train.summary_iterator(f):
+            for v in event.summary.value:
+                tags.setdefault(v.tag, []).append((event.step, v))
+    return tags
+
+
+def restored_iterations(run):
+    state = training.load_state(run)
+    trainer, _ = training.build_srresnet_trainer(4, num_blocks=1, filters=8)
+    training.restore(trainer, run, state)
+    return state["epoch"], int(trainer.optimizer.iterations)
+
+
+def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path, capsys):
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "2"))
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "exported the best model" in out
+
+    model = tmp_path / "model"
+    fn = tf.saved_model.load(str(model)).signatures["serving_default"]
+    (name, spec), = fn.structured_input_signature[1].items()
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, None, None, 3]
+    sr = fn(**{name: tf.zeros((1, 7, 9, 3), tf.uint8)})["sr"]
+    assert sr.dtype == tf.uint8 and sr.shape == (1, 28, 36, 3)
+    assert (model / "model.keras").is_file()
+
+    run = str(tmp_path / "run")
+    tags = read_events(os.path.join(run, "logs"))
+    for tag in ("epoch_loss", "epoch_psnr", "epoch_ssim", "epoch_learning_rate"):
+        assert tags[tag][0][1].metadata.plugin_data.plugin_name == "scalars", tag
+    assert sorted(step for step, _ in tags["epoch_learning_rate"]) == [0, 1]
+    assert len(tags["epoch_psnr"]) == 4  # training and validation, each epoch
+    panels = tags["val_panel/0"]
+    assert [step for step, _ in panels] == [0, 1] and panels[0][1].metadata.plugin_data.plugin_name == "images"
+    png = tf.make_ndarray(panels[0][1].tensor)[2]  # [width, height, PNG...] for tf.summary.image
+    img = tf.io.decode_png(png).numpy()
+    assert img.shape == (96, 3 * 96, 3)  # bicubic | SR | HR of the 96x96 validation photo
+
+    assert restored_iterations(run) == (2, 4)
+    assert os.path.exists(training.best_weights_path(run))
+
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "3", "--resume"))
+    out = capsys.readouterr().out
+    assert "Epoch 3/3" in out and "Epoch 1/3" not in out and "Epoch 2/3" not in out
+    assert restored_iterations(run) == (3, 6)  # optimizer state carried on, not restarted
+    tags = read_events(os.path.join(run, "logs"))
+    assert len(tags["epoch_psnr"]) == 6 and sorted(s for s, _ in tags["epoch_learning_rate"]) == [0, 1, 2]
+
+
+def test_nan_stops_with_a_clear_message_and_saves_nothing(div2k, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "2", "--lr", "1e12"))
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: ") and ("NaN" in err or "Inf" in err) and "Traceback" not in err
+    assert not (tmp_path / "model").exists() and training.load_state(str(tmp_path / "run")) is None
+
+
+@pytest.mark.parametrize("case", ["resume-nothing", "export-clobber", "existing-run"])
+def test_bad_run_folders_fail_before_training(div2k, tmp_path, capsys, case):
+    extra = ["--epochs", "1"]
+    if case == "resume-nothing":
+        extra.append("--resume")
+        word = "resume"
+    elif case == "export-clobber":
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "important.txt").write_text("keep")
+        word = str(tmp_path / "model")
+    else:
+        os.makedirs(tmp_path / "run" / "checkpoints")
+        (tmp_path / "run" / "checkpoints" / "checkpoint.json").write_text(json.dumps({"epoch": 5}))
+        word = "--resume"
+    with pytest.raises(SystemExit) as exit_info:
+        train_srresnet.main(small_args(div2k, tmp_path, *extra))
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and word in captured.err and "Epoch" not in captured.out
+    if case == "export-clobber":
+        assert os.listdir(tmp_path / "model") == ["important.txt"]
+
+
+def test_preset_demo_sets_the_recipe_and_flags_override_it():
+    parser = train_srresnet.build_parser()
+    args = training.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
+                               train_srresnet.PRESETS)
+    assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.loss) == ("samples", 6, 32, False, "l1")
+    assert (args.epochs, args.bicubic_skip) == (3, False)
+    help_text = parser.format_help()
+    for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images"):
+        assert flag in help_text
+    assert "(default: 0.0001)" in help_text and "(default: 300)" in help_text
+
+
+def test_kill_9_then_resume_continues_from_the_last_completed_epoch(div2k, tmp_path, capsys):
+    cmd = [sys.executable, os.path.join(ROOT, "train_srresnet.py"), *small_args(div2k, tmp_path, "--epochs", "6"),
+           "--panel-images", "0"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in proc.stdout:  # blocks on the child's output, no sleeping
+        if "Epoch 4/6" in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # epoch 3 was saved before "Epoch 4/6" was printed; the child may have finished another meanwhile
+    epoch, iterations = restored_iterations(str(tmp_path / "run"))
+    assert 3 <= epoch < 6 and iterations == 2 * epoch  # weights and checkpoint.json agree
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "6", "--panel-images", "0", "--resume"))
+    out = capsys.readouterr().out
+    assert f"Epoch {epoch + 1}/6" in out and f"Epoch {epoch}/6" not in out
+    assert restored_iterations(str(tmp_path / "run")) == (6, 12)
+
+
+def test_bicubic_skip_trainer_starts_from_exactly_bicubic():
+    x = np.random.default_rng(0).random((1, 10, 12, 3)).astype("float32")
+    _, generator = training.build_srresnet_trainer(4, num_blocks=1, filters=8, bicubic_skip=True)
+    expected = BicubicUpsample(4)(x).numpy()
+    np.testing.assert_allclose(generator(x).numpy(), expected, atol=1e-5)
+    _, plain = training.build_srresnet_trainer(4, num_blocks=1, filters=8)
+    assert np.abs(plain.get_layer("tail_conv").kernel.numpy()).max() > 0  # report model: default init

@@ -1,0 +1,164 @@
+"""Unit tests of the trainer plumbing in sr_keras.training on toy models (fast, no data files)."""
+import argparse
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from sr_keras import training
+from sr_keras.errors import UserError
+
+
+def toy_model(lr=0.1):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((2,))
+    model = keras.Model(inp, keras.layers.Dense(1)(inp))
+    model.compile(keras.optimizers.Adam(lr), loss="mse")
+    return model
+
+
+def toy_data(n=8):
+    x = np.random.default_rng(0).normal(size=(n, 2)).astype("float32")
+    return x, x.sum(axis=1, keepdims=True)
+
+
+class RecordLR(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.lrs = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.lrs[epoch] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class FakeValPSNR(keras.callbacks.Callback):
+    """Puts a scripted val_psnr into the epoch logs (runs before the callbacks that read it)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_psnr"] = self.values[epoch]
+
+
+def schedule_args(**kw):
+    base = dict(lr=0.1, epochs=8, lr_schedule="step", lr_decay_epochs=3, lr_decay_factor=0.1)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_step_schedule_decays_every_n_epochs_and_resumes_on_the_right_value():
+    x, y = toy_data()
+    rec = RecordLR()
+    toy_model().fit(x, y, epochs=7, verbose=0, callbacks=[training.LRSchedule(training.lr_schedule(schedule_args())), rec])
+    assert [round(rec.lrs[e], 8) for e in range(7)] == [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001]
+    # a resumed fit starts at initial_epoch and must land on that epoch's rate, not the initial one
+    rec = RecordLR()
+    toy_model().fit(x, y, initial_epoch=4, epochs=7, verbose=0,
+                    callbacks=[training.LRSchedule(training.lr_schedule(schedule_args())), rec])
+    assert sorted(rec.lrs) == [4, 5, 6]
+    assert rec.lrs[4] == pytest.approx(0.01) and rec.lrs[6] == pytest.approx(0.001)
+
+
+def test_cosine_schedule_starts_at_lr_and_decays_monotonically():
+    f = training.lr_schedule(schedule_args(lr_schedule="cosine", epochs=10))
+    values = [f(e) for e in range(10)]
+    assert values[0] == pytest.approx(0.1) and values[5] == pytest.approx(0.05)
+    assert all(a > b for a, b in zip(values, values[1:])) and values[-1] > 0
+
+
+def test_early_stopping_fires_after_patience_and_its_state_survives_resume():
+    x, y = toy_data()
+    psnr = [20.0, 21.0, 22.0, 22.0, 21.5, 21.0, 20.0, 19.0, 18.0, 17.0]
+    es = training.ResumableEarlyStopping(patience=2)
+    hist = toy_model().fit(x, y, epochs=10, verbose=0, callbacks=[FakeValPSNR(psnr), es])
+    assert hist.epoch == [0, 1, 2, 3, 4]  # best at epoch 2; epochs 3 and 4 without improvement -> stop
+    # stop after epoch 3, keep the counters, continue: stops on the first resumed epoch, as uninterrupted
+    es = training.ResumableEarlyStopping(patience=2)
+    toy_model().fit(x, y, epochs=4, verbose=0, callbacks=[FakeValPSNR(psnr), es])
+    state = json.loads(json.dumps(es.get_state()))
+    assert state["wait"] == 1 and state["best"] == 22.0
+    hist = toy_model().fit(x, y, initial_epoch=4, epochs=10, verbose=0,
+                           callbacks=[FakeValPSNR(psnr), training.ResumableEarlyStopping(patience=2, state=state)])
+    assert hist.epoch == [4]
+    # without the state the counters restart and training would run on
+    hist = toy_model().fit(x, y, initial_epoch=4, epochs=10, verbose=0,
+                           callbacks=[FakeValPSNR(psnr), training.ResumableEarlyStopping(patience=2)])
+    assert hist.epoch == [4, 5, 6]
+
+
+def test_run_checkpoint_keeps_best_and_last_and_state_atomically(tmp_path):
+    x, y = toy_data()
+    model = toy_model()
+    es = training.ResumableEarlyStopping(patience=10)
+    ckpt = training.RunCheckpoint(str(tmp_path), model, {"model": "toy"}, stateful={"early_stopping": es})
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[FakeValPSNR([1.0, 3.0, 2.0, 2.5]), es, ckpt])
+    state = training.load_state(str(tmp_path))
+    assert state["epoch"] == 4 and state["last"] == "last-e0004.weights.h5"
+    assert state["best"] == "best-e0002.weights.h5" and state["best_value"] == 3.0 and state["best_epoch"] == 2
+    assert state["callbacks"]["early_stopping"]["wait"] == 2
+    # only the files checkpoint.json names remain; no temporary files
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(
+        ["checkpoint.json", "last-e0004.weights.h5", "best-e0002.weights.h5"])
+    assert training.best_weights_path(str(tmp_path)).endswith("best-e0002.weights.h5")
+    # the last checkpoint restores weights and the optimizer's step count into a fresh model
+    fresh = toy_model()
+    training.restore(fresh, str(tmp_path), state)
+    assert int(fresh.optimizer.iterations) == int(model.optimizer.iterations) == 4
+    np.testing.assert_array_equal(fresh.get_weights()[0], model.get_weights()[0])
+
+
+def test_nan_loss_stops_at_once_without_saving(tmp_path):
+    x, y = toy_data()
+    model = toy_model()
+    ckpt = training.RunCheckpoint(str(tmp_path), model, {"model": "toy"})
+    guard = training.NonFiniteGuard(str(tmp_path / "checkpoints"), lr=0.1)
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[guard, FakeValPSNR([1.0, 2.0]), ckpt])
+    before = training.load_state(str(tmp_path))
+    y_bad = y.copy()
+    y_bad[5] = np.inf  # second batch of epoch 2
+    seen = []
+    with pytest.raises(training.NonFiniteLoss, match=r"\b(NaN|Inf)\b") as err:
+        model.fit(x, y_bad, initial_epoch=1, epochs=3, batch_size=4, shuffle=False, verbose=0,
+                  callbacks=[guard, FakeValPSNR([1.0, 2.0, 3.0]), ckpt,
+                             keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))])
+    assert "epoch 2, step 2" in str(err.value) and isinstance(err.value, UserError)
+    assert seen == [0]  # stopped at the first bad batch; nothing after it ran
+    assert training.load_state(str(tmp_path)) == before  # no checkpoint from the NaN epoch
+    restored = toy_model()
+    training.restore(restored, str(tmp_path), before)
+    assert all(np.isfinite(w).all() for w in restored.get_weights())
+
+
+def test_prepare_run_refuses_resume_without_checkpoint_and_overwriting_a_run(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path / "run"), resume=True)
+    with pytest.raises(UserError, match="resume.*checkpoint"):
+        training.prepare_run(args, {"model": "toy"})
+    x, y = toy_data()
+    model = toy_model()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[FakeValPSNR([1.0]), training.RunCheckpoint(args.out, model, {"model": "toy", "filters": 8})])
+    assert training.prepare_run(args, {"model": "toy", "filters": 8})["epoch"] == 1
+    with pytest.raises(UserError, match="filters"):
+        training.prepare_run(args, {"model": "toy", "filters": 16})
+    args.resume = False
+    with pytest.raises(UserError, match="--resume"):
+        training.prepare_run(args, {"model": "toy", "filters": 8})
+
+
+def test_explicit_flags_override_the_preset_and_defaults_fill_the_rest():
+    presets = {"small": dict(lr=1e-3, filters=32, batch_norm=False, epochs=5)}
+    parser = training.add_common_args(argparse.ArgumentParser(), presets=presets)
+    args = training.parse_args(parser, ["--preset", "small", "--lr", "0.5", "--batch-norm"], presets)
+    assert (args.lr, args.filters, args.batch_norm, args.epochs) == (0.5, 32, True, 5)
+    assert args.batch_size == training.REPORT_DEFAULTS["batch_size"]
+    plain = training.parse_args(parser, [], presets)
+    assert (plain.lr, plain.filters, plain.batch_norm) == (1e-4, 64, True)
+    srgan = training.add_common_args(argparse.ArgumentParser(), defaults={"lr_decay_epochs": 150, "patience": 50})
+    assert training.parse_args(srgan, []).patience == 50
+    assert math.isclose(training.resolve_paths(plain, "srresnet").lr, 1e-4)
+    assert plain.out == os.path.join("runs", "srresnet_bicubic_x4")
+    assert plain.export == os.path.join("saved_models", "srresnet_bicubic_x4")

@@ -1,0 +1,133 @@
+"""upscale.py: modes kept (RGB, RGBA, grey, 16-bit grey, palette), seamless tiles, bad files skipped by name."""
+import keras
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+import upscale
+from sr_keras import models
+from sr_keras.inference import load_upscaler, upscale_image
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    path = tmp_path_factory.mktemp("upscale") / "tiny.keras"
+    models.srresnet(2, num_blocks=2, filters=16).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.ascontiguousarray(skimage.data.chelsea()[100:160, 150:230])  # 60x80 RGB
+
+
+def run(argv, capsys):
+    code = 0
+    try:
+        upscale.main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_mixed_folder_keeps_modes_and_skips_bad_files(tmp_path, model_path, photo, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    alpha = np.tile(np.linspace(0, 255, 80).astype(np.uint8), (60, 1))
+    Image.fromarray(photo).save(src / "rgb.png")
+    Image.fromarray(np.dstack([photo, alpha])).save(src / "rgba.png")
+    Image.fromarray(photo).convert("L").save(src / "grey.png")
+    grey16 = np.asarray(Image.fromarray(photo).convert("L")).astype(np.uint16) * 256 + 77
+    Image.fromarray(grey16).save(src / "grey16.png")
+    Image.fromarray(photo).quantize(16).save(src / "palette.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (src / "empty.jpg").write_bytes(b"")
+    (src / "notes.txt").write_text("not an image, and not picked up from a folder")
+    Image.fromarray(photo[:20, :20]).save(tmp_path / "rgb.png")  # same stem as in/rgb.png
+    out = tmp_path / "out"
+
+    code, stdout, err = run(["--model", model_path, str(src), str(tmp_path / "rgb.png"), "--out", str(out),
+                             "--tile", "24"], capsys)
+
+    assert code != 0
+    assert "Traceback" not in err
+    assert str(src / "broken.png") in err and str(src / "empty.jpg") in err
+    assert "notes" not in err
+    assert f"'{tmp_path / 'rgb.png'}' would overwrite rgb_x2.png" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "grey16_x2.png", "grey_x2.png", "palette_x2.png", "rgb_x2.png", "rgba_x2.png"]
+    rgb, rgba = Image.open(out / "rgb_x2.png"), Image.open(out / "rgba_x2.png")
+    grey, g16 = Image.open(out / "grey_x2.png"), Image.open(out / "grey16_x2.png")
+    assert (rgb.mode, rgb.size) == ("RGB", (160, 120))  # the first rgb.png's, not overwritten
+    assert (rgba.mode, rgba.size) == ("RGBA", (160, 120))
+    assert (grey.mode, grey.size) == ("L", (160, 120))
+    assert g16.mode.startswith("I") and g16.size == (160, 120)
+    assert Image.open(out / "palette_x2.png").mode == "RGB"
+    # the alpha is the bicubic upscale of the input's alpha; the colour is the model's
+    want_alpha = np.asarray(Image.fromarray(alpha).resize((160, 120), Image.BICUBIC))
+    assert np.array_equal(np.asarray(rgba)[..., 3], want_alpha)
+    assert np.abs(np.asarray(rgba)[..., :3].astype(int) - np.asarray(rgb).astype(int)).max() <= 1
+    # 16-bit in, 16-bit out: values between 8-bit levels survive
+    g16a = np.asarray(g16).astype(np.int64)
+    assert g16a.max() > 255 and (g16a % 257).any()
+    assert np.abs(g16a / 257.0 - np.asarray(grey).astype(float)).max() < 3
+
+
+def test_tiles_are_seamless_through_the_cli(tmp_path, model_path, photo, capsys):
+    f = tmp_path / "p.png"
+    Image.fromarray(photo).save(f)
+    assert run(["--model", model_path, str(f), "--out", str(tmp_path / "t"), "--tile", "16"], capsys)[0] == 0
+    assert run(["--model", model_path, str(f), "--out", str(tmp_path / "w"), "--tile", "0"], capsys)[0] == 0
+    a = np.asarray(Image.open(tmp_path / "t" / "p_x2.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "w" / "p_x2.png")).astype(int)
+    assert a.shape == (120, 160, 3) and np.abs(a - b).max() <= 1
+    # and it is the model's output, not a resize
+    direct = upscale_image(load_upscaler(model_path), photo, tile=0).astype(int)
+    assert np.abs(b - direct).max() <= 1
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "{tmp}/nope", "{img}"], "nope"),
+    (["--model", "{model}", "{tmp}/missing.png"], "missing.png"),
+    (["--model", "{model}", "{tmp}/emptydir"], "emptydir"),
+])
+def test_bad_arguments_give_one_line(tmp_path, model_path, photo, capsys, args, needle):
+    img = tmp_path / "a.png"
+    Image.fromarray(photo).save(img)
+    (tmp_path / "emptydir").mkdir()
+    argv = [a.format(tmp=tmp_path, img=img, model=model_path) for a in args] + ["--out", str(tmp_path / "o")]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "Traceback" not in err and needle in err
+    assert all(line.startswith("error: ") for line in err.strip().splitlines() if not line.startswith("upscale"))
+
+
+def test_help_lists_defaults(capsys):
+    with pytest.raises(SystemExit):
+        upscale.main(["--help"])
+    text = capsys.readouterr().out
+    assert "--tile" in text and "(default: 256)" in text and "(default: 16)" in text
+    assert "--tile-memory" in text and "(default: 768)" in text
+
+
+@pytest.mark.parametrize("shape,dtype,mode", [
+    ((37, 29), np.uint8, "L"), ((37, 29, 2), np.uint8, "LA"), ((37, 29, 3), np.uint8, "RGB"),
+    ((37, 29, 4), np.uint8, "RGBA"), ((37, 29), np.uint16, "I;16"),
+])
+def test_png_stream_round_trips_through_pillow(tmp_path, shape, dtype, mode):
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    smooth = np.cumsum(rng.integers(0, 3, shape), axis=1) % (top + 1)  # rows that filters can predict
+    img = np.where(rng.random(shape) < 0.2, rng.integers(0, top + 1, shape), smooth).astype(dtype)
+    path = tmp_path / "x.png"
+    with open(path, "wb") as f:
+        png = upscale.PngStream(f, shape[1], shape[0], 1 if len(shape) == 2 else shape[2], dtype)
+        for i in range(0, shape[0], 10):  # bands, as the tiles arrive
+            png.write(img[i:i + 10])
+        png.close()
+    back = Image.open(path)
+    assert back.mode == mode
+    assert np.array_equal(np.asarray(back), img)
