@@ -12,16 +12,29 @@ import time
 from sr_keras.errors import cli_entry
 
 
+def _at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text}")
+        return value
+
+    return parse
+
+
 @cli_entry
 def main(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks data", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default="samples", help="tfds, a DIV2K-layout folder, an HR folder, or samples")
     p.add_argument("--track", default="bicubic_x4", help="DIV2K track")
-    p.add_argument("--batch", type=int, default=8, help="batch size")
-    p.add_argument("--hr-crop", type=int, default=180, help="HR crop size")
-    p.add_argument("--steps", type=int, default=60, help="timed batches")
-    p.add_argument("--warmup", type=int, default=5, help="untimed batches after the decoding pass")
+    p.add_argument("--batch", type=_at_least(1), default=8, help="batch size")
+    p.add_argument("--hr-crop", type=_at_least(1), default=180, help="HR crop size")
+    p.add_argument("--steps", type=_at_least(1), default=60, help="timed batches")
+    p.add_argument("--warmup", type=_at_least(0), default=5, help="untimed batches after the decoding pass")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     args = p.parse_args(argv)
 

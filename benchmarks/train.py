@@ -112,8 +112,6 @@ def _check(args):
 
 def build_model(args, hr):
     """The compiled model exactly as the training script builds it (call inside the strategy scope)."""
-    import keras
-
     from sr_keras import training
 
     if args.model == "srresnet":
@@ -123,18 +121,10 @@ def build_model(args, hr):
     from sr_keras import gan, losses
 
     content = losses.VGGContentLoss(weights=args.vgg_weights)
-    if hasattr(gan, "build_srgan_trainer"):
-        return gan.build_srgan_trainer(args.scale, hr, content, num_blocks=args.num_blocks, filters=args.filters,
-                                       jit=args.jit)
-    # TEMPORARY until gan.build_srgan_trainer lands: the lines of train_srgan.py main()
-    from sr_keras.models import discriminator
-
-    generator = training.build_generator(argparse.Namespace(num_blocks=args.num_blocks, filters=args.filters,
-                                                            batch_norm=True, bicubic_skip=False), args.scale)
-    model = gan.SRGAN(generator, discriminator(hr), content, args.scale, name="srgan")
-    model.compile(keras.optimizers.Adam(1e-4, epsilon=1e-8), keras.optimizers.Adam(1e-4, epsilon=1e-8),
-                  jit_compile=bool(args.jit))
-    return model, generator
+    generator = training.build_generator(
+        argparse.Namespace(num_blocks=args.num_blocks, filters=args.filters, batch_norm=True, bicubic_skip=False),
+        args.scale)
+    return gan.build_srgan_trainer(generator, hr, content, args.scale, jit=args.jit), generator
 
 
 def batches(args, hr):
