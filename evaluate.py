@@ -61,8 +61,10 @@ def parse_args(argv):
         p.error("folder mode needs --scale (e.g. --scale 4)")
     if a.scale is not None and a.scale < 1:
         p.error(f"--scale must be >= 1, got {a.scale}")
-    if a.tile < 0 or a.tile_overlap < 0:
-        p.error("--tile and --tile-overlap must be >= 0")
+    if a.tile < 0:
+        p.error(f"--tile must be >= 0 (0 = whole image), got {a.tile}")
+    if a.tile_overlap < 0:
+        p.error(f"--tile-overlap must be >= 0, got {a.tile_overlap}")
     return a
 
 

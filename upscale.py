@@ -45,19 +45,20 @@ def parse_args(argv):
 
 
 def collect_inputs(inputs):
-    """Expand folders (their image files, sorted); returns (files, problems) keeping the user's spelling."""
+    """Expand folders (their image files, sorted); returns (files, problems): problems are
+    (input as given, message) for inputs that yield no image."""
     files, problems = [], []
     for given in inputs:
         if os.path.isdir(given):
             found = sorted(os.path.join(given, n) for n in os.listdir(given)
                            if n.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(given, n)))
             if not found:
-                problems.append(f"no image files ({', '.join(IMAGE_EXTS)}) in folder '{given}'")
+                problems.append((given, f"no image files ({', '.join(IMAGE_EXTS)}) in folder '{given}'"))
             files += found
         elif os.path.isfile(given):
             files.append(given)
         else:
-            problems.append(f"input '{given}' not found")
+            problems.append((given, f"input '{given}' not found"))
     return files, problems
 
 
@@ -193,10 +194,11 @@ def main(argv=None):
     files, problems = collect_inputs(args.inputs)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out '{args.out}' exists and is not a folder: give a folder path")
-    for msg in problems:
+    if not files:  # one line naming every input that gave nothing
+        raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
+                        "give image files or folders that hold images")
+    for _, msg in problems:
         print(f"error: {msg}", file=sys.stderr)
-    if not files:
-        raise UserError("nothing to upscale: give image files or folders that hold images")
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
@@ -207,7 +209,7 @@ def main(argv=None):
     from sr_keras.inference import load_upscaler
 
     upscaler = load_upscaler(args.model)
-    failed = list(problems)
+    failed = [f"'{given}'" for given, _ in problems]
     written = 0
     claimed = {}  # output name -> the input that produced it
     for path in tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img"):
@@ -223,10 +225,11 @@ def main(argv=None):
             written += 1
         except UserError as e:
             tqdm.write(f"error: {e} (skipped)", file=sys.stderr)
-            failed.append(str(e))
+            failed.append(f"'{path}'")
     print(f"wrote {written} image(s) to {args.out}")
     if failed:
-        raise UserError(f"{len(failed)} input(s) failed (named above); the other {written} were written")
+        shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise UserError(f"{len(failed)} input(s) failed: {shown} (reasons above); the other {written} were written")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,10 @@ def _note(msg):
     print(msg, file=sys.stderr)
 
 
+# Sources whose non-RGB images were already reported: training and validation of one source say it once.
+_CONVERSION_REPORTED = set()
+
+
 @dataclasses.dataclass
 class _Pair:
     """One LR/HR pair before decoding. hr/lr are file paths or uint8 arrays; lr None = bicubic from HR."""
@@ -352,7 +356,7 @@ def _pair_ok(lr_size, hr_size, scale):
     return all(abs(scale * l - h) < scale for l, h in zip(lr_size, hr_size))
 
 
-def _check_pairs(pairs, scale):
+def _check_pairs(pairs, scale, source):
     """Fill sizes and modes; UserError for an unreadable file or an HR/LR size mismatch."""
     for p in pairs:
         if isinstance(p.hr, np.ndarray):
@@ -374,9 +378,10 @@ def _check_pairs(pairs, scale):
         if min(p.lr_size) < 1:
             raise UserError(f"{p.name}: image too small for x{scale} ({p.hr_size[1]}x{p.hr_size[0]})")
     odd = [p for p in pairs if p.mode != "RGB"]
-    if odd:
+    if odd and source not in _CONVERSION_REPORTED:
+        _CONVERSION_REPORTED.add(source)
         _warn(f"{len(odd)} image(s) are not 8-bit RGB (e.g. {odd[0].name}: mode {odd[0].mode}); "
-              "converted to 8-bit RGB (alpha dropped, 16-bit reduced to the high byte)")
+              f"converted to 8-bit RGB (alpha dropped, 16-bit reduced to the high byte), as are any others in {source}")
 
 
 def _decode(contents):
@@ -430,8 +435,8 @@ def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
     assignment in docs/data.md. HR is trimmed to scale x LR (PAIRING RULE). Files are checked here.
     """
     source, scale = os.fspath(source), scale_of(track)
-    pairs, _ = _resolve(source, track, split, data_dir, manual_dir)
-    _check_pairs(pairs, scale)
+    pairs, label = _resolve(source, track, split, data_dir, manual_dir)
+    _check_pairs(pairs, scale, label)
     ds = _pairs_dataset(pairs, scale).map(lambda lr, hr: (_to_float(lr), _to_float(hr)))
     return ds.batch(1).prefetch(tf.data.AUTOTUNE)
 
@@ -486,10 +491,11 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
     if cache not in ("memory", "none"):
         raise UserError(f"cache {cache!r} (or ${CACHE_ENV}): choose memory or none")
     if int(batch_size) < 1:
-        raise UserError(f"batch size {batch_size} must be at least 1")
+        raise UserError(f"batch size {batch_size} (--batch-size): must be at least 1")
     lr_crop = int(hr_crop) // scale
     if lr_crop < 1:
-        raise UserError(f"HR crop {hr_crop} is smaller than the scale {scale}")
+        raise UserError(f"HR crop {hr_crop} (--hr-crop) is smaller than the scale {scale} of {track}: "
+                        f"use a crop of at least {scale} pixels (the report: 180)")
     if not 0.0 <= float(augment_p) <= 1.0:
         raise UserError(f"augmentation probability {augment_p} must be within [0, 1]")
 
@@ -499,7 +505,7 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
         pairs_ds = pairs_ds.map(lambda lr, hr: (*_trim(lr, hr, scale), _pair_flag(lr, hr, scale)))
     else:
         pairs, label = _resolve(source, track, "train")
-        _check_pairs(pairs, scale)
+        _check_pairs(pairs, scale, label)
         small = [p.name for p in pairs if min(p.lr_size) < lr_crop]
         if small:
             _warn(f"skipping {len(small)} training image(s) smaller than the {lr_crop * scale}px HR crop: "

@@ -8,6 +8,7 @@ The folder is built beside its destination and renamed into place, so a crash ne
 half-written export where a good one was; a folder holding anything else is never overwritten.
 """
 import os
+import re
 import shutil
 
 import keras
@@ -61,13 +62,45 @@ def _check_scale(model, scale):
         raise ValueError(f"model upscales 8x8 to {tuple(out.shape[1:3])}, not x{scale}")
 
 
+def _temp_siblings(out_dir):
+    """{path: pid} of the temporary folders export_model builds beside out_dir (.NAME.tmp-PID[.old])."""
+    parent, name = os.path.split(out_dir)
+    pattern = re.compile(rf"^\.{re.escape(name)}\.tmp-(\d+)(\.old)?$")
+    found = {}
+    for entry in os.listdir(parent or "."):
+        match = pattern.match(entry)
+        if match:
+            found[os.path.join(parent, entry)] = int(match.group(1))
+    return found
+
+
+def recover_export_dir(out_dir):
+    """Undo what a killed export_model (kill -9) left beside out_dir.
+
+    Between its two renames the previous export exists only as .NAME.tmp-PID.old: if out_dir is missing,
+    the newest such export is moved back. Then the temporary folders of other processes are removed.
+    """
+    out_dir = os.path.normpath(out_dir)
+    siblings = _temp_siblings(out_dir)
+    if not os.path.exists(out_dir):
+        olds = [p for p in siblings if p.endswith(".old") and os.path.isdir(p) and is_export(p)]
+        if olds:
+            newest = max(olds, key=os.path.getmtime)
+            os.replace(newest, out_dir)
+            del siblings[newest]
+    for path, pid in siblings.items():
+        if pid != os.getpid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_model(model, scale, out_dir):
     """Write the SavedModel (uint8 serving_default) and model.keras to out_dir, atomically."""
-    check_export_dir(out_dir)
     _check_scale(model, scale)
     out_dir = os.path.normpath(out_dir)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
+    recover_export_dir(out_dir)
+    check_export_dir(out_dir)
     tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -9,6 +9,7 @@ PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
 """
 import os
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -194,8 +195,11 @@ def load_init_generator(generator, path, scale):
         src_scale = int(list(serve(**{name: tf.zeros((1, 8, 8, 3), tf.uint8)}).values())[0].shape[1]) // 8
         src_desc = f"{len(src)} variables"
     elif path.endswith(".keras"):
+        if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+            raise UserError(f"--init-generator {shown}: not a .keras archive (not a zip file); give an export "
+                            "folder of train_srresnet.py or a .keras file saved by Keras")
         try:
-            loaded = keras.saving.load_model(path, compile=False)
+            loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as e:
             raise UserError(f"--init-generator {shown}: cannot load the Keras model ({_first_line(e)})") from None
         try:

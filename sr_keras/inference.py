@@ -12,6 +12,7 @@ are seamless; memory is the output plus one tile's activations, whatever the ima
 """
 import math
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -82,6 +83,9 @@ def load_upscaler(path):
 
 
 def _from_keras(path, keras_file):
+    if not zipfile.is_zipfile(keras_file):  # Keras would call it "File not found"
+        raise UserError(f"cannot load model '{path}': {keras_file} is not a .keras archive (not a zip file): "
+                        "give a folder written by --export or a .keras file saved by Keras")
     try:
         model = keras.models.load_model(keras_file, compile=False, safe_mode=True)
     except Exception as e:  # a corrupt or foreign file: name it, no traceback

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -31,7 +32,7 @@ from sr_keras.models import srresnet
 REPORT_DEFAULTS = dict(
     track="bicubic_x4", data="tfds", batch_size=8, hr_crop=180, augment_p=0.2, lr=1e-4, lr_schedule="step",
     lr_decay_epochs=30, lr_decay_factor=0.1, epochs=300, steps_per_epoch=100, patience=30, seed=None,
-    resume=False, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False,
+    resume=False, fresh=False, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False,
     val_images=0, panel_images=3, test_images=0, precision="float32", jit=False, strategy="default",
 )
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -47,32 +48,24 @@ class NonFiniteLoss(UserError):
 
 # ---------------------------------------------------------------------------------------------- flags
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _checked(convert, ok, expected):
+    """argparse type: convert(text), accepted when ok(value); otherwise the error names what was expected
+    and the text as given ("expected a positive integer, got 'two'")."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _probability(text):
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _checked(float, lambda v: v > 0, "a positive number")  # also refuses nan
+_probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -116,6 +109,9 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--export", default=d["export"], help="folder for the exported best model (SavedModel + model.keras)")
     add("--resume", action="store_true", default=d["resume"],
         help="continue the run in --out from its last checkpoint (epoch, optimizer, schedule, early stopping)")
+    add("--fresh", action=argparse.BooleanOptionalAction, default=d["fresh"],
+        help="start over: delete this run's checkpoints and logs in --out first (only files training wrote "
+             "there); --resume takes precedence")
     add("--num-blocks", type=_positive_int, default=d["num_blocks"], help="generator residual blocks")
     add("--filters", type=_positive_int, default=d["filters"], help="generator feature channels")
     add("--batch-norm", action=argparse.BooleanOptionalAction, default=d["batch_norm"],
@@ -202,9 +198,49 @@ def data_seed(seed, start_epoch):
 
 # ----------------------------------------------------------------------------------------- models
 
-def build_generator(args, scale):
-    return srresnet(scale, num_blocks=args.num_blocks, filters=args.filters, batch_norm=args.batch_norm,
-                    bicubic_skip=args.bicubic_skip)
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+class MultiWorkerFit:
+    """keras.Model mixin that lets Keras 3.15's fit()/evaluate() run under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585); under any other strategy it changes nothing.
+
+    Keras (a) MEAN-reduces the first batch, a tuple of PerReplica values, for its symbolic build, and
+    the collective strategy cannot reduce a tuple: only shapes matter there, so replica 0's share is
+    used. (b) Keras reduces each step's scalar logs with reduce("MEAN", log, axis=0), an invalid axis
+    for a scalar (its distribute_reduction_method is not consulted in 3.15): the steps return each log
+    with a leading axis of 1, which that reduce then averages over all replicas of all workers. Epoch
+    logs (what callbacks and checkpoints see) come from the metrics themselves, whose on-read variables
+    are summed over all workers, so they are global either way.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self.distribute_strategy
+        if iterator is not None and is_multi_worker(strategy):
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(it))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def train_step(self, data):
+        return self.reducible_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self.reducible_logs(super().test_step(data))
+
+    def reducible_logs(self, logs):
+        """The step's logs in the form Keras can reduce under the strategy (a custom train_step or
+        test_step overriding this mixin's returns its logs through this)."""
+        if not is_multi_worker(self.distribute_strategy):
+            return logs
+        return {key: keras.ops.expand_dims(value, 0) for key, value in logs.items()}
+
+
+class Trainer(MultiWorkerFit, keras.Model):
+    """Functional keras.Model with MultiWorkerFit. Never saved whole: checkpoints hold its weights and
+    the export saves the generator, so it needs no serialization registration."""
 
 
 def float32_output(generator):
@@ -212,7 +248,7 @@ def float32_output(generator):
     mixed precision, as the Keras mixed-precision guide does). Weights are shared with `generator`."""
     lr = keras.Input((None, None, 3), name="lr")
     sr = keras.layers.Activation("linear", dtype="float32", name="sr_float32")(generator(lr))
-    return keras.Model(lr, sr, name="trainer")
+    return Trainer(lr, sr, name="trainer")
 
 
 def start_at_bicubic(generator):
@@ -224,6 +260,21 @@ def start_at_bicubic(generator):
         weight.assign(keras.ops.zeros(weight.shape, weight.dtype))
 
 
+def make_generator(scale, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False):
+    """srresnet(), started at bicubic when it has the bicubic skip."""
+    generator = srresnet(scale, num_blocks=num_blocks, filters=filters, batch_norm=batch_norm,
+                         bicubic_skip=bicubic_skip)
+    if bicubic_skip:
+        start_at_bicubic(generator)
+    return generator
+
+
+def build_generator(args, scale):
+    """make_generator() from the generator flags (--num-blocks, --filters, --batch-norm, --bicubic-skip)."""
+    return make_generator(scale, num_blocks=args.num_blocks, filters=args.filters, batch_norm=args.batch_norm,
+                          bicubic_skip=args.bicubic_skip)
+
+
 def build_srresnet_trainer(scale, *, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False,
                            lr=1e-4, loss="mse", jit=False):
     """(trainer, generator) compiled exactly as train_srresnet.py trains them.
@@ -231,10 +282,8 @@ def build_srresnet_trainer(scale, *, num_blocks=16, filters=64, batch_norm=True,
     Call after set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8 (SPEC);
     under mixed_float16 Keras wraps it in a LossScaleOptimizer. Validation metrics: PSNR/SSIM on Y.
     """
-    generator = srresnet(scale, num_blocks=num_blocks, filters=filters, batch_norm=batch_norm,
-                         bicubic_skip=bicubic_skip)
-    if bicubic_skip:
-        start_at_bicubic(generator)
+    generator = make_generator(scale, num_blocks=num_blocks, filters=filters, batch_norm=batch_norm,
+                               bicubic_skip=bicubic_skip)
     trainer = float32_output(generator)
     losses = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}
     trainer.compile(optimizer=keras.optimizers.Adam(lr, epsilon=1e-8), loss=losses[loss],
@@ -282,10 +331,14 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or Inf, by raising NonFiniteLoss.
+    """Stops training at the first batch whose loss is NaN or Inf, and at the end of an epoch whose
+    validation results or weights are not finite, by raising NonFiniteLoss.
 
-    Raising (rather than stop_training) ends fit() before on_epoch_end, so no checkpoint, best model
-    or export is ever written from NaN weights; the last good checkpoint stays as it was.
+    Raising (rather than stop_training) ends fit() at once; at the end of an epoch it must come first
+    in the callback list, before RunCheckpoint. So no checkpoint, best model or export is ever written
+    from NaN weights; the last good checkpoint stays as it was. (A step's loss is computed before its
+    update, so the last step of an epoch can blow the weights up with a finite loss: only the epoch-end
+    check of the validation results and the weights catches that.)
     """
 
     def __init__(self, checkpoint_dir, lr, keys=None):
@@ -298,14 +351,32 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         for key, value in (logs or {}).items():
-            if (self.keys is None and "loss" in key) or (self.keys and key in self.keys):
+            if self._is_loss(key):
                 value = float(value)
                 if not math.isfinite(value):
-                    raise NonFiniteLoss(
-                        f"{key} is {'NaN' if math.isnan(value) else 'Inf'} at epoch {self.epoch + 1}, step "
-                        f"{batch + 1}: training stopped and nothing from this epoch was saved (the last good "
-                        f"checkpoint in {self.checkpoint_dir} is kept); lower --lr (it was {self.lr:g}) "
-                        "or check the data")
+                    self._stop(f"{key} is {'NaN' if math.isnan(value) else 'Inf'} at epoch {self.epoch + 1}, "
+                               f"step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            value = float(value)
+            # losses must be finite; other validation results must not be NaN (PSNR is +Inf legitimately
+            # for a perfect image)
+            if (self._is_loss(key) and not math.isfinite(value)) or (key.startswith("val_") and math.isnan(value)):
+                what = "NaN" if math.isnan(value) else "Inf"
+                self._stop(f"{key} is {what} after epoch {epoch + 1}"
+                           f"{' (validation)' if key.startswith('val_') else ''}")
+        for weight in self.model.weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+                self._stop(f"weight {weight.path} is not finite after epoch {epoch + 1}")
+
+    def _is_loss(self, key):
+        return key in self.keys if self.keys else "loss" in key
+
+    def _stop(self, what):
+        raise NonFiniteLoss(f"{what}: training stopped and nothing from this epoch was saved (earlier "
+                            f"checkpoints in {self.checkpoint_dir} are kept); lower --lr (it was {self.lr:g}) "
+                            "or check the data")
 
 
 class ImagePanel(keras.callbacks.Callback):
@@ -399,10 +470,53 @@ def prepare_run(args, config):
             raise UserError(f"--resume: the checkpoint in {args.out} was made with other settings ({desc}); "
                             "pass the same flags as the run you continue")
         return state
+    if getattr(args, "fresh", False):
+        removed = remove_run_files(args.out)
+        if removed:
+            print(f"--fresh: removed {removed} file(s) of the previous run in {args.out}")
+        return None
     if state is not None:
         raise UserError(f"--out {args.out} already holds a run (checkpoint after epoch {state['epoch']}); "
-                        "pass --resume to continue it, or choose another --out")
+                        "pass --resume to continue it, --fresh to start it over, or choose another --out")
     return None
+
+
+_RUN_FILE = re.compile(r"^(checkpoint\.json(\.tmp-\d+)?|(last|best)-e\d{4,}\.weights\.h5|\.tmp-\d+-.*\.weights\.h5)$")
+_TEMP_PID = re.compile(r"^(?:\.tmp-(\d+)-.*\.weights\.h5|checkpoint\.json\.tmp-(\d+))$")
+LOG_DIRS = ("logs", "logs-workers")
+
+
+def remove_run_files(out_dir):
+    """Delete what training wrote in out_dir (checkpoint files, TensorBoard event files) and the folders
+    left empty by that; anything else there is kept. Returns the number of files removed."""
+    removed = 0
+    ckpt_dir = os.path.join(out_dir, CHECKPOINT_DIR)
+    if os.path.isdir(ckpt_dir):
+        for name in os.listdir(ckpt_dir):
+            if _RUN_FILE.match(name):
+                os.remove(os.path.join(ckpt_dir, name))
+                removed += 1
+    for folder in (ckpt_dir, *(os.path.join(out_dir, d) for d in LOG_DIRS)):
+        if not os.path.isdir(folder):
+            continue
+        for root, _, files in os.walk(folder, topdown=False):
+            for name in files:
+                if name.startswith("events.out.tfevents."):
+                    os.remove(os.path.join(root, name))
+                    removed += 1
+            if not os.listdir(root):
+                os.rmdir(root)
+    return removed
+
+
+def stale_temp_files(folder):
+    """Temporary checkpoint files in folder left by other processes (a kill -9 during a save)."""
+    stale = []
+    for name in os.listdir(folder):
+        match = _TEMP_PID.match(name)
+        if match and int(match.group(1) or match.group(2)) != os.getpid():
+            stale.append(name)
+    return stale
 
 
 def restore(trainer, out_dir, state):
@@ -457,6 +571,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         for name in os.listdir(self.dir):
             if name not in keep and name.endswith(".weights.h5") and not name.startswith(".tmp-"):
                 os.remove(os.path.join(self.dir, name))
+        # one trainer per run folder: another pid's temporary file is a leftover of a killed run
+        for name in stale_temp_files(self.dir):
+            os.remove(os.path.join(self.dir, name))
 
 
 # --------------------------------------------------------------------------------------- the run
@@ -464,6 +581,22 @@ class RunCheckpoint(keras.callbacks.Callback):
 def take_pairs(dataset, n):
     """First n (lr, hr) pairs of a batch-1 evaluation dataset as [h, w, 3] float arrays."""
     return [(lr[0].numpy(), hr[0].numpy()) for lr, hr in dataset.take(n)]
+
+
+def replicate_for_replicas(val_ds, replicas):
+    """A validation dataset (batches of one full-size image) that every replica gets a share of.
+
+    A strategy splits each batch over its replicas, and one image over two replicas leaves one empty
+    (Keras then fails, or averages in an empty batch). Each image is repeated once per replica, so every
+    replica validates on one copy: the means over images are unchanged. Auto-sharding is off, so every
+    worker of a multi-worker run validates on all images rather than on a file or batch shard of them.
+    """
+    if replicas <= 1:
+        return val_ds
+    val_ds = val_ds.map(lambda lr, hr: (tf.repeat(lr, replicas, axis=0), tf.repeat(hr, replicas, axis=0)))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return val_ds.with_options(options)
 
 
 def fit(args, trainer, generator, train_ds, val_ds, scale, config, state=None, chief=True,
@@ -493,6 +626,7 @@ def fit(args, trainer, generator, train_ds, val_ds, scale, config, state=None, c
     if args.panel_images and chief:
         pairs = take_pairs(val_ds, args.panel_images)
         callbacks.append(ImagePanel(os.path.join(log_dir, "images"), generator, pairs, scale))
+    val_ds = replicate_for_replicas(val_ds, trainer.distribute_strategy.num_replicas_in_sync)
     return trainer.fit(train_ds, epochs=args.epochs, initial_epoch=start, steps_per_epoch=args.steps_per_epoch,
                        validation_data=val_ds, callbacks=callbacks, shuffle=False,
                        verbose=1 if sys.stdout.isatty() else 2)  # a log file gets one line per epoch

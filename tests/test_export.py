@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from sr_keras.errors import UserError
-from sr_keras.export import export_model
+from sr_keras.export import export_model, recover_export_dir
 from sr_keras.metrics import to_uint8
 from sr_keras.models import srresnet
 
@@ -64,3 +64,22 @@ def test_wrong_scale_is_caught_before_writing(tmp_path, tiny):
     with pytest.raises(ValueError, match="x4"):
         export_model(tiny, 4, str(tmp_path / "exp"))
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_killed_export_is_recovered_and_its_leftovers_removed(tmp_path, tiny):
+    target = tmp_path / "exp"
+    export_model(tiny, 2, str(target))
+    # kill -9 between export_model's two renames: the previous export only exists as .exp.tmp-PID.old,
+    # beside the new export's half-written temporary folder
+    os.replace(target, tmp_path / ".exp.tmp-999999.old")
+    (tmp_path / ".exp.tmp-999999").mkdir()
+    (tmp_path / ".exp.tmp-999999" / "saved_model.pb").write_text("half")
+    (tmp_path / ".other.tmp-999999").mkdir()  # another export's folder: not ours to touch
+    recover_export_dir(str(target))
+    assert sorted(os.listdir(tmp_path)) == [".other.tmp-999999", "exp"]
+    reloaded = keras.saving.load_model(str(target / "model.keras"))
+    np.testing.assert_array_equal(reloaded.get_weights()[0], tiny.get_weights()[0])
+    # a leftover beside an intact export is removed by the next export
+    (tmp_path / ".exp.tmp-999998").mkdir()
+    export_model(tiny, 2, str(target))
+    assert sorted(os.listdir(tmp_path)) == [".other.tmp-999999", "exp"]

@@ -96,6 +96,14 @@ def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path
     tags = read_events(os.path.join(run, "logs"))
     assert len(tags["epoch_psnr"]) == 6 and sorted(s for s, _ in tags["epoch_learning_rate"]) == [0, 1, 2]
 
+    # --fresh starts the run over: epoch 1 again, a new optimizer, only the new run's logs
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "2", "--fresh", "--panel-images", "0"))
+    out = capsys.readouterr().out
+    assert "--fresh: removed" in out and "Epoch 1/2" in out
+    assert restored_iterations(run) == (2, 4)
+    tags = read_events(os.path.join(run, "logs"))
+    assert len(tags["epoch_psnr"]) == 4 and "val_panel/0" not in tags
+
 
 def test_nan_stops_with_a_clear_message_and_saves_nothing(div2k, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -132,10 +140,13 @@ def test_preset_demo_sets_the_recipe_and_flags_override_it():
     parser = train_srresnet.build_parser()
     args = training.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
                                train_srresnet.PRESETS)
-    assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.loss) == ("samples", 6, 32, False, "l1")
-    assert (args.epochs, args.bicubic_skip) == (3, False)
+    assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.lr) == ("samples", 6, 32, False, 1e-3)
+    assert (args.epochs, args.bicubic_skip, args.fresh) == (3, False, True)  # a second demo run starts over
+    assert not training.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
+    assert not training.parse_args(parser, [], train_srresnet.PRESETS).fresh
     help_text = parser.format_help()
-    for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images"):
+    for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images",
+                 "--fresh"):
         assert flag in help_text
     assert "(default: 0.0001)" in help_text and "(default: 300)" in help_text
 

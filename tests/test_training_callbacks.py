@@ -133,8 +133,114 @@ def test_nan_loss_stops_at_once_without_saving(tmp_path):
     assert all(np.isfinite(w).all() for w in restored.get_weights())
 
 
+class BreakAfterLastStep(keras.callbacks.Callback):
+    """What a too-large update does to the last step of an epoch: its loss (computed before the update)
+    is finite, the weights it leaves are not."""
+
+    def __init__(self, epoch, step):
+        super().__init__()
+        self.at, self.epoch = (epoch, step), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            kernel = self.model.layers[-1].kernel
+            kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+class ScriptedLogs(keras.callbacks.Callback):
+    """Puts scripted values into one epoch's logs (the validation results Keras would report)."""
+
+    def __init__(self, epoch, values):
+        super().__init__()
+        self.epoch, self.values = epoch, values
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            logs.update(self.values)
+
+
+@pytest.mark.parametrize("case", ["val_loss NaN", "val_psnr NaN", "weight NaN"])
+def test_non_finite_epoch_end_stops_before_the_checkpoint_is_saved(tmp_path, case):
+    x, y = toy_data()
+    model = toy_model()
+    guard = training.NonFiniteGuard(str(tmp_path / "checkpoints"), lr=0.1)
+    ckpt = training.RunCheckpoint(str(tmp_path), model, {"model": "toy"})
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[guard, FakeValPSNR([1.0]), ckpt])
+    before = training.load_state(str(tmp_path))
+    breaker = {"val_loss NaN": ScriptedLogs(1, {"val_loss": math.nan}),
+               "val_psnr NaN": ScriptedLogs(1, {"val_psnr": math.nan}),
+               "weight NaN": BreakAfterLastStep(1, 1)}[case]
+    seen = []
+    with pytest.raises(training.NonFiniteLoss, match="after epoch 2") as err:
+        # the guard first, as in training.fit: it must stop the epoch before RunCheckpoint saves it
+        model.fit(x, y, initial_epoch=1, epochs=3, batch_size=4, verbose=0,
+                  callbacks=[breaker, guard, FakeValPSNR([1.0, 2.0, 3.0]), ckpt,
+                             keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e))])
+    assert case.split()[0] in str(err.value) and "nothing from this epoch was saved" in str(err.value)
+    assert seen == [] and training.load_state(str(tmp_path)) == before
+
+
+def test_infinite_validation_psnr_is_legitimate_and_does_not_stop(tmp_path):
+    x, y = toy_data()
+    model = toy_model()
+    guard = training.NonFiniteGuard(str(tmp_path / "checkpoints"), lr=0.1)
+    hist = model.fit(x, y, epochs=2, verbose=0, callbacks=[ScriptedLogs(0, {"val_psnr": math.inf}), guard])
+    assert hist.epoch == [0, 1]
+
+
+def test_run_checkpoint_removes_temporary_files_of_killed_runs_only(tmp_path):
+    ckpt_dir = tmp_path / "checkpoints"
+    ckpt_dir.mkdir()
+    stale = [".tmp-999999-last-e0003.weights.h5", "checkpoint.json.tmp-999999"]
+    for name in (*stale, "notes.txt"):
+        (ckpt_dir / name).write_text("x")
+    x, y = toy_data()
+    model = toy_model()
+    model.fit(x, y, epochs=1, verbose=0,
+              callbacks=[FakeValPSNR([1.0]), training.RunCheckpoint(str(tmp_path), model, {"model": "toy"})])
+    assert sorted(os.listdir(ckpt_dir)) == ["best-e0001.weights.h5", "checkpoint.json", "last-e0001.weights.h5",
+                                            "notes.txt"]
+
+
+def test_bad_numbers_in_flags_say_what_was_expected(capsys):
+    parser = training.add_common_args(argparse.ArgumentParser())
+    for argv, expected in ((["--steps-per-epoch", "two"], "expected a positive integer, got 'two'"),
+                           (["--steps-per-epoch", "0"], "expected a positive integer, got '0'"),
+                           (["--lr", "nan"], "expected a positive number, got 'nan'"),
+                           (["--val-images", "-1"], "expected an integer >= 0, got '-1'"),
+                           (["--augment-p", "high"], "expected a probability in [0, 1], got 'high'")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        assert expected in capsys.readouterr().err
+
+
+def test_fresh_removes_only_what_training_wrote_and_resume_takes_precedence(tmp_path):
+    run = tmp_path / "run"
+    x, y = toy_data()
+    model = toy_model()
+    model.fit(x, y, epochs=2, verbose=0,
+              callbacks=[FakeValPSNR([1.0, 2.0]), training.RunCheckpoint(str(run), model, {"model": "toy"}),
+                         keras.callbacks.TensorBoard(str(run / "logs"), write_graph=False)])
+    (run / "checkpoints" / ".tmp-999999-last-e0003.weights.h5").write_text("x")
+    (run / "notes.txt").write_text("keep")
+    (run / "logs" / "mine.txt").write_text("keep")
+    (run / "checkpoints" / "other.h5").write_text("keep")
+    resume = argparse.Namespace(out=str(run), resume=True, fresh=True)
+    assert training.prepare_run(resume, {"model": "toy"})["epoch"] == 2
+    assert training.load_state(str(run))["epoch"] == 2
+    fresh = argparse.Namespace(out=str(run), resume=False, fresh=True)
+    assert training.prepare_run(fresh, {"model": "toy"}) is None
+    left = sorted(os.path.relpath(os.path.join(root, f), run) for root, _, files in os.walk(run) for f in files)
+    assert left == [os.path.join("checkpoints", "other.h5"), os.path.join("logs", "mine.txt"), "notes.txt"]
+    assert training.prepare_run(argparse.Namespace(out=str(run), resume=False, fresh=False), {"model": "toy"}) is None
+    assert training.prepare_run(fresh, {"model": "toy"}) is None  # nothing left to remove: no error
+
+
 def test_prepare_run_refuses_resume_without_checkpoint_and_overwriting_a_run(tmp_path):
-    args = argparse.Namespace(out=str(tmp_path / "run"), resume=True)
+    args = argparse.Namespace(out=str(tmp_path / "run"), resume=True, fresh=False)
     with pytest.raises(UserError, match="resume.*checkpoint"):
         training.prepare_run(args, {"model": "toy"})
     x, y = toy_data()
@@ -145,7 +251,7 @@ def test_prepare_run_refuses_resume_without_checkpoint_and_overwriting_a_run(tmp
     with pytest.raises(UserError, match="filters"):
         training.prepare_run(args, {"model": "toy", "filters": 16})
     args.resume = False
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match="--resume.*--fresh"):
         training.prepare_run(args, {"model": "toy", "filters": 8})
 
 
