@@ -25,7 +25,7 @@ PRESETS = {
     "demo": dict(data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False,
                  bicubic_skip=True, init_generator=os.path.join("saved_models", "demo_x4"), hr_crop=96,
                  batch_size=8, augment_p=0.5, epochs=3, steps_per_epoch=20, patience=1000, seed=0,
-                 test_images=-1, out=os.path.join("runs", "srgan_demo_x4"),
+                 test_images=-1, fresh=True, out=os.path.join("runs", "srgan_demo_x4"),
                  export=os.path.join("saved_models", "srgan_demo_x4")),
 }
 
@@ -36,7 +36,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    training.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS)
+    training.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
     add = parser.add_argument
     add("--init-generator", default=None, metavar="PATH",
         help="start G from a train_srresnet.py export folder (its model.keras), a .keras, a SavedModel folder "

@@ -14,14 +14,14 @@ import zipfile
 import keras
 import tensorflow as tf
 
-from sr_keras import losses
+from sr_keras import losses, training
 from sr_keras.errors import UserError
 from sr_keras.metrics import PSNRY, SSIMY
 
 TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
 
 
-class SRGAN(keras.Model):
+class SRGAN(training.MultiWorkerFit, keras.Model):
     """generator: LR -> SR in [0, 1]; discriminator: HR-sized image -> logit; content_loss: a
     `losses.VGGContentLoss` (or any callable (hr, sr) -> per-image loss). `scale` is the SR factor,
     which is also the border cropped by validation PSNR/SSIM on Y.
@@ -111,14 +111,14 @@ class SRGAN(keras.Model):
                   "d_fake": tf.sigmoid(tf.reshape(fake_logits, [-1]))}
         for name, v in values.items():
             self.trackers[name].update_state(v)
-        return {name: t.result() for name, t in self.trackers.items()}
+        return self.reducible_logs({name: t.result() for name, t in self.trackers.items()})
 
     def test_step(self, data):
         lr, hr = data
         sr = tf.cast(self.generator(lr, training=False), tf.float32)
         self.psnr.update_state(hr, sr)
         self.ssim.update_state(hr, sr)
-        return {"psnr": self.psnr.result(), "ssim": self.ssim.result()}
+        return self.reducible_logs({"psnr": self.psnr.result(), "ssim": self.ssim.result()})
 
 
 def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pixel_weight=2.0,
