@@ -71,11 +71,7 @@ def main(argv=None):
     training.fit(args, trainer, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
     if not chief:
         return
-    training.export_best(args, lambda: training.build_generator(args, scale), scale)
-    if args.test_images:
-        pairs = training.take_pairs(data.eval_dataset(args.data, args.track, "test"), args.test_images)
-        scores = training.bicubic_vs_model(args.export, pairs, scale)
-        print(training.format_table(scores, len(pairs), scale))
+    training.finish_run(args, scale, lambda: data.eval_dataset(args.data, args.track, "test"))
 
 
 if __name__ == "__main__":

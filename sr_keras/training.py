@@ -647,6 +647,16 @@ def export_best(args, build_fn, scale):
     return generator
 
 
+def finish_run(args, scale, test_pairs):
+    """After fit: export the best generator, then (with --test-images) print bicubic vs the export.
+
+    `test_pairs` is a callable giving the test split's (lr, hr) dataset, read only when needed."""
+    export_best(args, lambda: build_generator(args, scale), scale)
+    if args.test_images:
+        pairs = take_pairs(test_pairs(), args.test_images)
+        print(format_table(bicubic_vs_model(args.export, pairs, scale), len(pairs), scale))
+
+
 def bicubic_vs_model(export_dir, pairs, scale):
     """Mean PSNR-Y / SSIM-Y of bicubic and of the exported SavedModel on (lr, hr) float pairs."""
     from tqdm import tqdm
