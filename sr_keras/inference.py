@@ -159,7 +159,7 @@ class _Walk:
             c = sum(i[2] for i in ins)
         if class_name in _POINTWISE:
             out = (f, r, cfg.get("units", c) if class_name == "Dense" else c)
-        elif class_name in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
+        elif class_name in ("Conv2D", "FewOutputConv2D", "DepthwiseConv2D", "SeparableConv2D"):
             k, d, st = _pairs(cfg["kernel_size"]), _pairs(cfg.get("dilation_rate", 1)), _pairs(cfg.get("strides", 1))
             reach = max((k[i] - 1) * d[i] - (k[i] - 1) * d[i] // 2 for i in range(2))  # 'same' pads right more
             ch = c * cfg.get("depth_multiplier", 1) if class_name == "DepthwiseConv2D" else cfg["filters"]

@@ -115,3 +115,21 @@ def test_bicubic_skip_traces_with_unknown_size():
     m = models.srresnet(3, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True)
     fn = tf.function(lambda x: m(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3])])
     assert tuple(fn(tf.zeros((1, 5, 7, 3))).shape) == (1, 15, 21, 3)
+
+
+def test_few_output_conv_equals_conv2d_with_gradients():
+    import tensorflow as tf
+    x = tf.constant(np.random.default_rng(0).random((2, 13, 17, 8), dtype=np.float32))
+    fast, ref = models.FewOutputConv2D(3, 9, padding="same"), keras.layers.Conv2D(3, 9, padding="same")
+    fast.build(x.shape)
+    ref.build(x.shape)
+    ref.set_weights(fast.get_weights())
+    grads = []
+    for layer in (fast, ref):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        grads.append((y, *tape.gradient(loss, [x, layer.kernel])))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
