@@ -88,11 +88,7 @@ def main(argv=None):
         # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
         content = losses.VGGContentLoss(layer=args.content_layer, scale=args.content_scale,
                                         input_mode=args.content_input, weights=args.vgg_weights)
-    train_ds = data.training_dataset(args.data, args.track, batch_size=args.batch_size, hr_crop=args.hr_crop,
-                                     seed=training.data_seed(args.seed, start), augment_p=args.augment_p)
-    val_ds = data.eval_dataset(args.data, args.track, "validation")
-    if args.val_images:
-        val_ds = val_ds.take(args.val_images)
+    train_ds, val_ds = training.datasets(args, start)
 
     with strategy.scope():
         generator = training.build_generator(args, scale)

@@ -52,11 +52,7 @@ def main(argv=None):
     training.set_precision(args.precision)
     strategy = training.strategy_from_flag(args.strategy)
 
-    train_ds = data.training_dataset(args.data, args.track, batch_size=args.batch_size, hr_crop=args.hr_crop,
-                                     seed=training.data_seed(args.seed, start), augment_p=args.augment_p)
-    val_ds = data.eval_dataset(args.data, args.track, "validation")
-    if args.val_images:
-        val_ds = val_ds.take(args.val_images)
+    train_ds, val_ds = training.datasets(args, start)
 
     with strategy.scope():
         trainer, generator = training.build_srresnet_trainer(

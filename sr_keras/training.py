@@ -647,6 +647,17 @@ def export_best(args, build_fn, scale):
     return generator
 
 
+def datasets(args, start_epoch):
+    """(training, validation) datasets of a run: the train split, augmented and seeded for the epoch the
+    run starts at, and the first --val-images images of the validation split (0: all)."""
+    from sr_keras import data
+
+    train_ds = data.training_dataset(args.data, args.track, batch_size=args.batch_size, hr_crop=args.hr_crop,
+                                     seed=data_seed(args.seed, start_epoch), augment_p=args.augment_p)
+    val_ds = data.eval_dataset(args.data, args.track, "validation")
+    return train_ds, (val_ds.take(args.val_images) if args.val_images else val_ds)
+
+
 def finish_run(args, scale, test_pairs):
     """After fit: export the best generator, then (with --test-images) print bicubic vs the export.
 
