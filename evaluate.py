@@ -164,16 +164,17 @@ def _lr_name(hr_name, scale, lr_by_stem):
     return lr_by_stem.get(stem) or lr_by_stem.get(f"{stem}x{scale}")
 
 
-def div2k_pairs(source, track, split):
-    """-> (count or None, iterator of (name, lr_u8, hr_u8)) from sr_keras.data.eval_dataset."""
-    from sr_keras import data
+def div2k_pairs(source, track, split, names):
+    """-> (count or None, iterator of (name, lr_u8, hr_u8)) from sr_keras.data.eval_dataset; `names` are
+    sr_keras.data.eval_names of the same split, in the same order."""
+    from sr_keras import data, metrics
 
     ds = data.eval_dataset(source, track, split)
-    names = [_image_name(n) for n in data.eval_names(source, track, split)]
+    names = [_image_name(n) for n in names]
 
     def pairs():
         for name, (lr, hr) in zip(names, ds.as_numpy_iterator()):
-            yield name, _u8(lr[0]), _u8(hr[0])
+            yield name, metrics.to_uint8(lr[0]), metrics.to_uint8(hr[0])
 
     return len(names), pairs()
 
@@ -181,10 +182,6 @@ def div2k_pairs(source, track, split):
 def _image_name(name):
     """'.../DIV2K_valid_HR/0851.png' -> '0851'; 'samples:chelsea' -> 'chelsea'."""
     return os.path.splitext(os.path.basename(str(name).split(":")[-1]))[0]
-
-
-def _u8(x):
-    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def center_crop(lr, hr, scale, size=CENTER):
@@ -509,8 +506,8 @@ def main(argv=None):
         jobs = []
         for t in tracks:
             source = args.data.replace("{track}", t)
-            data.eval_names(source, t, args.split)  # a track the source lacks fails before any scoring
-            jobs.append((t, data.scale_of(t), lambda s=source, t=t: div2k_pairs(s, t, args.split)))
+            names = data.eval_names(source, t, args.split)  # a track the source lacks fails before any scoring
+            jobs.append((t, data.scale_of(t), lambda s=source, t=t, n=names: div2k_pairs(s, t, args.split, n)))
     fig_dir = os.path.join(args.out, "figures")
     try:
         os.makedirs(fig_dir, exist_ok=True)

@@ -30,12 +30,8 @@ PRESETS = {
 }
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Flag defaults in --help, and the usage examples above kept on their own lines."""
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=training.HelpFormatter)
     training.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
     add = parser.add_argument
     add("--init-generator", default=None, metavar="PATH",
@@ -111,7 +107,7 @@ def main(argv=None):
                  extra_callbacks=[gan.DiscriminatorFollowsLR()])
     if not chief:
         return
-    training.finish_run(args, scale, lambda: data.eval_dataset(args.data, args.track, "test"))
+    training.finish_run(args, scale)
 
 
 if __name__ == "__main__":

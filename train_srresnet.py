@@ -67,7 +67,7 @@ def main(argv=None):
     training.fit(args, trainer, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
     if not chief:
         return
-    training.finish_run(args, scale, lambda: data.eval_dataset(args.data, args.track, "test"))
+    training.finish_run(args, scale)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.errors import UserError, cli_entry, first_line
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
@@ -71,8 +71,7 @@ def read_image(path):
     except UnidentifiedImageError as e:
         raise UserError(f"cannot read image '{path}': not an image, or its header is corrupt") from e
     except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot read image '{path}': {reason}") from e
+        raise UserError(f"cannot read image '{path}': {first_line(e)}") from e
     info = {k: im.info[k] for k in ("icc_profile",) if k in im.info}
     mode = im.mode
     if mode == "P":
@@ -156,6 +155,11 @@ class PngStream:
         self._chunk(b"IEND", b"")
 
 
+def output_name(path, scale):
+    """'photos/cat.jpg', 4 -> 'cat_x4.png'."""
+    return f"{os.path.splitext(os.path.basename(path))[0]}_x{scale}.png"
+
+
 def upscale_file(upscaler, path, out_dir, tile, overlap, max_tile_mb):
     from sr_keras.inference import upscale_bands
 
@@ -167,9 +171,9 @@ def upscale_file(upscaler, path, out_dir, tile, overlap, max_tile_mb):
         if pixels.dtype == np.uint16:
             alpha = alpha.astype(np.uint16) * 257
     channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    dest = os.path.join(out_dir, f"{stem}_x{s}.png")
-    tmp = os.path.join(out_dir, f".{stem}_x{s}.png.{os.getpid()}.tmp")
+    name = output_name(path, s)
+    dest = os.path.join(out_dir, name)
+    tmp = os.path.join(out_dir, f".{name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
@@ -214,7 +218,7 @@ def main(argv=None):
     claimed = {}  # output name -> the input that produced it
     for path in tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img"):
         try:
-            name = f"{os.path.splitext(os.path.basename(path))[0]}_x{upscaler.scale}.png"
+            name = output_name(path, upscaler.scale)
             if name in claimed:
                 raise UserError(f"'{path}' would overwrite {name}, the output of '{claimed[name]}' (same file stem)")
             claimed[name] = path

@@ -105,8 +105,8 @@ def load(args, tmp):
 @cli_entry
 def main(argv):
     args = build_parser().parse_args(argv)
-    if args.repeats <= 0 or args.tile < 0 or args.overlap < 0:
-        raise UserError("--repeats must be positive; --tile and --overlap must be >= 0")
+    if args.repeats <= 0 or args.tile < 0 or args.overlap < 0 or args.tile_memory < 0:
+        raise UserError("--repeats must be positive; --tile, --overlap and --tile-memory must be >= 0")
     import numpy as np
 
     from benchmarks.train import device_name

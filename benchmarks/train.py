@@ -121,9 +121,7 @@ def build_model(args, hr):
     from sr_keras import gan, losses
 
     content = losses.VGGContentLoss(weights=args.vgg_weights)
-    generator = training.build_generator(
-        argparse.Namespace(num_blocks=args.num_blocks, filters=args.filters, batch_norm=True, bicubic_skip=False),
-        args.scale)
+    generator = training.make_generator(args.scale, num_blocks=args.num_blocks, filters=args.filters)
     return gan.build_srgan_trainer(generator, hr, content, args.scale, jit=args.jit), generator
 
 

@@ -5,10 +5,12 @@ import sys
 import tempfile
 
 # TensorFlow 2.21 writes a start-up banner through absl before TF_CPP_MIN_LOG_LEVEL is read, so no
-# setting hides it; it would bury the one-line errors of the CLIs. Import TensorFlow once with
-# stderr captured and pass on everything except those banner lines.
+# setting hides it (nor the failed-CUDA line of GPU builds on CPU machines); it would bury the
+# one-line errors of the CLIs. Import TensorFlow once with stderr captured and pass on everything
+# except those lines.
 _BANNER = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
                      rb"|I0000 \S+ +\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc)"
+                     rb"|E0000 \S+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
                      rb"|To enable the following instructions)")
 
 
@@ -25,7 +27,11 @@ def _import_tensorflow_quietly():
     with tempfile.TemporaryFile() as buf:
         os.dup2(buf.fileno(), fd)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # list devices now, inside the capture: on a machine without a GPU this is where
+            # TensorFlow logs its failed CUDA initialisation
+            tensorflow.config.list_physical_devices()
         finally:
             os.dup2(saved, fd)
             os.close(saved)

@@ -3,6 +3,12 @@ import functools
 import sys
 
 
+def first_line(e):
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 class UserError(Exception):
     """Bad input from the user (a path, a value, a file). The message names it exactly as given."""
 

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from sr_keras import losses, training
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 from sr_keras.metrics import PSNRY, SSIMY
 
 TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
@@ -179,7 +179,7 @@ def load_init_generator(generator, path, scale):
             generator.load_weights(path)
         except Exception as e:  # keras raises ValueError or h5py errors for another architecture or a bad file
             raise UserError(f"--init-generator {shown}: cannot load these weights into a generator with "
-                            f"{describe_generator(generator)} ({_first_line(e)}); pass the SRResNet run's "
+                            f"{describe_generator(generator)} ({first_line(e)}); pass the SRResNet run's "
                             "architecture flags") from None
         return generator
     if os.path.isdir(path):
@@ -190,7 +190,7 @@ def load_init_generator(generator, path, scale):
             serve = loaded.signatures["serving_default"]
             src = list(loaded.variables)
         except Exception as e:
-            raise UserError(f"--init-generator {shown}: cannot load the SavedModel ({_first_line(e)})") from None
+            raise UserError(f"--init-generator {shown}: cannot load the SavedModel ({first_line(e)})") from None
         (name, _), = serve.structured_input_signature[1].items()
         src_scale = int(list(serve(**{name: tf.zeros((1, 8, 8, 3), tf.uint8)}).values())[0].shape[1]) // 8
         src_desc = f"{len(src)} variables"
@@ -201,11 +201,11 @@ def load_init_generator(generator, path, scale):
         try:
             loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as e:
-            raise UserError(f"--init-generator {shown}: cannot load the Keras model ({_first_line(e)})") from None
+            raise UserError(f"--init-generator {shown}: cannot load the Keras model ({first_line(e)})") from None
         try:
             src_scale = _scale_of(lambda x: loaded(x, training=False))
         except Exception as e:  # e.g. a model with a fixed input size: not an SR generator
-            raise UserError(f"--init-generator {shown}: not an image-to-image SR model ({_first_line(e)})") from None
+            raise UserError(f"--init-generator {shown}: not an image-to-image SR model ({first_line(e)})") from None
         src, src_desc = loaded.weights, describe_generator(loaded)
     else:
         raise UserError(f"--init-generator {shown}: expected an export folder, a SavedModel folder, a .keras "
@@ -218,7 +218,3 @@ def load_init_generator(generator, path, scale):
                         f"generator ({describe_generator(generator)}); pass the flags the SRResNet was trained with")
     generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])
     return generator
-
-
-def _first_line(e):
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sr_keras import models  # noqa: F401  registers PixelShuffle/BicubicUpsample for loading
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 
 # ITU-R BT.601 luma, as PIL's convert("L"): how a grey input comes back to one channel.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -46,7 +46,7 @@ class Upscaler:
         try:
             probe = self(np.zeros((8, 8, 3), np.uint8))
         except Exception as e:  # fixed input size, other channel count, ...: not an image upscaler
-            raise UserError(f"model '{path}' cannot upscale an 8x8 RGB image: {_one_line(e)}") from e
+            raise UserError(f"model '{path}' cannot upscale an 8x8 RGB image: {first_line(e)}") from e
         h, w = probe.shape[:2]
         if probe.ndim != 3 or probe.shape[2] != 3 or h % 8 or w % 8 or h != w or h < 8:
             raise UserError(f"model '{path}' is not an RGB upscaler: an 8x8 image came back {probe.shape}")
@@ -57,11 +57,6 @@ class Upscaler:
         if run is None:
             raise TypeError(f"upscaler takes uint8 or uint16 images, got {lr.dtype}")
         return run(lr[None])[0]
-
-
-def _one_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def load_upscaler(path):
@@ -89,7 +84,7 @@ def _from_keras(path, keras_file):
     try:
         model = keras.models.load_model(keras_file, compile=False, safe_mode=True)
     except Exception as e:  # a corrupt or foreign file: name it, no traceback
-        raise UserError(f"cannot load model '{path}': {_one_line(e)}") from e
+        raise UserError(f"cannot load model '{path}': {first_line(e)}") from e
 
     def quantised(dtype):
         # In-graph scaling and rounding: NumPy only ever sees integer tiles (memory), and the rounding
@@ -111,7 +106,7 @@ def _from_savedmodel(path):
     try:
         fn = tf.saved_model.load(path).signatures["serving_default"]
     except Exception as e:
-        raise UserError(f"cannot load SavedModel '{path}': {_one_line(e)}") from e
+        raise UserError(f"cannot load SavedModel '{path}': {first_line(e)}") from e
     specs = fn.structured_input_signature[1]
     if len(specs) != 1 or next(iter(specs.values())).dtype != tf.uint8:
         raise UserError(f"SavedModel '{path}': serving_default must take one uint8 image batch")

@@ -10,7 +10,7 @@ import sys
 
 import keras
 
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 
 VGG19_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG19_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + VGG19_NOTOP_FILE
@@ -71,8 +71,7 @@ def resolve_vgg_weights(weights):
             return keras.utils.get_file(VGG19_NOTOP_FILE, VGG19_NOTOP_URL, cache_subdir="models",
                                         file_hash=VGG19_NOTOP_MD5)
         except Exception as e:  # get_file wraps network failures in a bare Exception
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            reason = reason.rsplit(" -- ", 1)[-1]  # get_file's "URL fetch failure on <url>: <code> -- <why>"
+            reason = first_line(e).rsplit(" -- ", 1)[-1]  # get_file's "URL fetch failure on <url>: <code> -- <why>"
             raise UserError(
                 f"--vgg-weights imagenet: the VGG19 ImageNet weights are not cached and cannot be downloaded "
                 f"({reason}); download {VGG19_NOTOP_URL} to {keras_cache_path()}, or pass --vgg-weights PATH "
@@ -111,7 +110,7 @@ class VGGContentLoss:
                 vgg.load_weights(path)
             except Exception as e:  # h5py/keras raise many types for a wrong or damaged file
                 raise UserError(f"--vgg-weights {weights}: cannot load VGG19 (no top) weights from it "
-                                f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+                                f"({first_line(e)})") from None
         vgg.trainable = False
         self.extractor = keras.Model(vgg.input, vgg.get_layer(layer).output, name=f"vgg19_{layer}")
         self.extractor.trainable = False

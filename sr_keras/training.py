@@ -632,7 +632,7 @@ def fit(args, trainer, generator, train_ds, val_ds, scale, config, state=None, c
                        verbose=1 if sys.stdout.isatty() else 2)  # a log file gets one line per epoch
 
 
-def export_best(args, build_fn, scale):
+def export_best(args, scale):
     """Export the best-on-validation generator of the run to --export (float32, whatever --precision)."""
     from sr_keras.export import export_model
 
@@ -640,7 +640,7 @@ def export_best(args, build_fn, scale):
     if path is None:
         raise UserError(f"no validation checkpoint in {args.out} to export (did an epoch complete?)")
     set_precision("float32")
-    generator = build_fn()
+    generator = build_generator(args, scale)
     generator.load_weights(path)
     export_model(generator, scale, args.export)
     print(f"exported the best model (epoch {load_state(args.out)['best_epoch']}) to {args.export}")
@@ -658,13 +658,14 @@ def datasets(args, start_epoch):
     return train_ds, (val_ds.take(args.val_images) if args.val_images else val_ds)
 
 
-def finish_run(args, scale, test_pairs):
-    """After fit: export the best generator, then (with --test-images) print bicubic vs the export.
+def finish_run(args, scale):
+    """After fit: export the best generator, then (with --test-images) print bicubic vs the export
+    on the first --test-images images of the test split."""
+    from sr_keras import data
 
-    `test_pairs` is a callable giving the test split's (lr, hr) dataset, read only when needed."""
-    export_best(args, lambda: build_generator(args, scale), scale)
+    export_best(args, scale)
     if args.test_images:
-        pairs = take_pairs(test_pairs(), args.test_images)
+        pairs = take_pairs(data.eval_dataset(args.data, args.track, "test"), args.test_images)
         print(format_table(bicubic_vs_model(args.export, pairs, scale), len(pairs), scale))
 
 
