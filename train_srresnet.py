@@ -30,6 +30,9 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=training.HelpFormatter)
     training.add_common_args(parser, presets=PRESETS, model_name="srresnet")
     parser.add_argument("--loss", choices=("mse", "l1"), default="mse", help="pixel loss (the report: mse)")
+    parser.add_argument("--init-trunk", default=None,
+                        help="start the trunk (head, residual blocks, body conv) from a trained SRResNet of any "
+                             "scale: an export folder or .keras file (EDSR's trick; --resume takes precedence)")
     return parser
 
 
@@ -61,6 +64,9 @@ def main(argv=None):
         if state:
             training.restore(trainer, args.out, state)
             print(f"resuming {args.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
+        elif args.init_trunk:
+            copied = training.init_trunk(generator, args.init_trunk)
+            print(f"trunk initialised from {args.init_trunk} ({copied} layers)")
     print(f"SRResNet x{scale}: {count_trainable(generator):,} trainable parameters; run folder {args.out}")
 
     chief = training.is_chief(strategy)

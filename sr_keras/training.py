@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from sr_keras import metrics as sr_metrics
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 from sr_keras.imresize import upscale_bicubic
 from sr_keras.models import srresnet
 
@@ -267,6 +267,41 @@ def make_generator(scale, num_blocks=16, filters=64, batch_norm=True, bicubic_sk
     if bicubic_skip:
         start_at_bicubic(generator)
     return generator
+
+
+TRUNK_PREFIXES = ("head_", "block", "body_")  # layers before upsampling: the same at every scale
+
+
+def init_trunk(generator, path):
+    """Copy the trunk (head conv, residual blocks, body conv; every layer before the upsampling) of a
+    trained SRResNet of any scale into `generator`, as EDSR initialises its x2 model from x4 and back.
+
+    path: an export folder of train_srresnet.py or a .keras file. Returns the number of layers copied.
+    """
+    shown = path
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.isfile(path):
+        raise UserError(f"--init-trunk {shown}: no export folder with model.keras and no .keras file there")
+    try:
+        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:
+        raise UserError(f"--init-trunk {shown}: cannot load the Keras model ({first_line(e)})") from None
+    copied = 0
+    for layer in generator.layers:
+        if not layer.name.startswith(TRUNK_PREFIXES) or not layer.weights:
+            continue
+        try:
+            src = source.get_layer(layer.name)
+        except ValueError:
+            src = None
+        shapes = [tuple(w.shape) for w in src.weights] if src is not None else None
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            raise UserError(f"--init-trunk {shown}: its layer {layer.name} does not match this run's generator "
+                            "(pass the same --num-blocks, --filters and --batch-norm as that model)")
+        layer.set_weights(src.get_weights())
+        copied += 1
+    return copied
 
 
 def build_generator(args, scale):
