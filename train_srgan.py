@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """Train SRGAN (report sections 3.2 and 4.6): G = SRResNet, D = the report's discriminator, G's loss
-2.0 * MSE + 1.0 * VGG19 content + 0.005 * adversarial; then export the best generator like SRResNet's.
+2.0 * MSE + 1.0 * VGG19 content + 0.005 * adversarial; then export the selected generator (--select).
 
     python train_srgan.py --track bicubic_x4 --data tfds                      # the report's run (from scratch)
     python train_srgan.py --track bicubic_x4 --init-generator saved_models/srresnet_bicubic_x4   # Ledig et al.
 
 VGG19 ImageNet weights are downloaded by Keras on first use; offline, pass --vgg-weights PATH (the
-vgg19 notop .h5 file). docs/srgan.md says which --content-input reproduces what.
+vgg19 notop .h5 file). docs/srgan.md says which --content-input and which --select reproduce what.
 """
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sr_keras import cli
 
-from sr_keras import data, training  # noqa: E402
+cli.hide_tensorflow_banner()
+
+from sr_keras import data, distribute, runs, training  # noqa: E402
 from sr_keras.errors import UserError, cli_entry  # noqa: E402
 from sr_keras.models import count_trainable  # noqa: E402
 
@@ -28,11 +30,15 @@ PRESETS = {
                  test_images=-1, fresh=True, out=os.path.join("runs", "srgan_demo_x4"),
                  export=os.path.join("saved_models", "srgan_demo_x4")),
 }
+# G's loss settings: a resumed run must repeat them (its checkpoint's losses would mean something else)
+LOSS_FLAGS = ("content_input", "content_layer", "content_scale", "pixel_weight", "content_weight",
+              "adversarial_weight")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=training.HelpFormatter)
-    training.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    cli.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
+    cli.add_select_arg(parser)
     add = parser.add_argument
     add("--init-generator", default=None, metavar="PATH",
         help="start G from a train_srresnet.py export folder (its model.keras), a .keras, a SavedModel folder "
@@ -52,31 +58,28 @@ def build_parser():
     return parser
 
 
-def model_config(args, scale):
-    """Settings that shape the checkpointed networks; --resume refuses a run made with others."""
-    return {"model": "srgan", "scale": scale, "num_blocks": args.num_blocks, "filters": args.filters,
-            "batch_norm": args.batch_norm, "bicubic_skip": args.bicubic_skip, "hr_crop": args.hr_crop}
-
-
 @cli_entry
 def main(argv=None):
-    args = training.resolve_paths(training.parse_args(build_parser(), argv, PRESETS), "srgan")
-    scale = data.scale_of(args.track)
-    hr_size = args.hr_crop // scale * scale  # the data pipeline rounds the crop down to a multiple of the scale
+    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
+    train = cli.train_config(args)
+    generator_config = cli.generator_config(args, data.scale_of(train.track))
+    scale = generator_config.scale
+    hr_size = train.hr_crop // scale * scale  # the data pipeline rounds the crop down to a multiple of the scale
     if hr_size < 16:
-        raise UserError(f"--hr-crop {args.hr_crop}: the discriminator needs HR crops of at least 16 pixels")
+        raise UserError(f"--hr-crop {train.hr_crop}: the discriminator needs HR crops of at least 16 pixels")
     from sr_keras.export import check_export_dir
 
-    check_export_dir(args.export)
-    config = model_config(args, scale)
-    state = training.prepare_run(args, config)
+    check_export_dir(train.export)
+    config = runs.resume_config("srgan", generator_config, train.precision, hr_crop=train.hr_crop,
+                                **{name: getattr(args, name) for name in LOSS_FLAGS})
+    state = runs.prepare_run(train, config)
     if args.init_generator and not state and not os.path.exists(args.init_generator):
         hint = "; run `python train_srresnet.py --preset demo` first" if args.preset == "demo" else ""
         raise UserError(f"--init-generator {args.init_generator}: no such file or folder{hint}")
-    start = state["epoch"] if state else 0
-    training.seed_everything(args.seed)
-    training.set_precision(args.precision)
-    strategy = training.strategy_from_flag(args.strategy)
+    start = state.epoch if state else 0
+    distribute.seed_everything(train.seed)
+    distribute.set_precision(train.precision)
+    strategy = distribute.strategy_from_flag(train.strategy)
 
     from sr_keras import gan, losses
 
@@ -84,30 +87,28 @@ def main(argv=None):
         # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
         content = losses.VGGContentLoss(layer=args.content_layer, scale=args.content_scale,
                                         input_mode=args.content_input, weights=args.vgg_weights)
-    train_ds, val_ds = training.datasets(args, start)
+    train_ds, val_ds = training.datasets(train, start)
 
     with strategy.scope():
-        generator = training.build_generator(args, scale)
+        generator = training.make_generator(generator_config)
         if args.init_generator and not state:
-            gan.load_init_generator(generator, args.init_generator, scale)
+            gan.load_init_generator(generator, args.init_generator, generator_config)
             print(f"generator initialised from {args.init_generator}")
-        model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=args.lr,
+        model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=train.lr,
                                         pixel_weight=args.pixel_weight, content_weight=args.content_weight,
-                                        adversarial_weight=args.adversarial_weight, jit=args.jit)
+                                        adversarial_weight=args.adversarial_weight, jit=train.jit)
         if state:
-            training.restore(model, args.out, state)
+            runs.restore(model, train.out, state)
             note = f"; --init-generator {args.init_generator} ignored" if args.init_generator else ""
-            print(f"resuming {args.out} after epoch {start} (G step {int(model.g_optimizer.iterations)}, "
+            print(f"resuming {train.out} after epoch {start} (G step {int(model.g_optimizer.iterations)}, "
                   f"D step {int(model.d_optimizer.iterations)}){note}")
     print(f"SRGAN x{scale}: G {count_trainable(generator):,} and D {count_trainable(model.discriminator):,} "
-          f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {args.out}")
+          f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {train.out}")
 
-    chief = training.is_chief(strategy)
-    training.fit(args, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief,
-                 extra_callbacks=[gan.DiscriminatorFollowsLR()])
-    if not chief:
-        return
-    training.finish_run(args, scale)
+    chief = distribute.is_chief(strategy)
+    training.fit(train, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
+    if chief:
+        training.finish_run(train, generator_config)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ Defaults are the report's settings; docs/training.md lists what the demo preset 
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sr_keras import cli
 
-from sr_keras import data, training  # noqa: E402
+cli.hide_tensorflow_banner()
+
+from sr_keras import data, distribute, runs, training  # noqa: E402
 from sr_keras.errors import cli_entry  # noqa: E402
 from sr_keras.models import count_trainable  # noqa: E402
 
@@ -27,53 +29,50 @@ PRESETS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=training.HelpFormatter)
-    training.add_common_args(parser, presets=PRESETS, model_name="srresnet")
-    parser.add_argument("--loss", choices=("mse", "l1"), default="mse", help="pixel loss (the report: mse)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    cli.add_common_args(parser, presets=PRESETS, model_name="srresnet")
+    parser.add_argument("--loss", choices=tuple(training.PIXEL_LOSSES), default="mse",
+                        help="pixel loss (the report: mse)")
     parser.add_argument("--init-trunk", default=None,
                         help="start the trunk (head, residual blocks, body conv) from a trained SRResNet of any "
                              "scale: an export folder or .keras file (EDSR's trick; --resume takes precedence)")
     return parser
 
 
-def model_config(args, scale):
-    return {"model": "srresnet", "scale": scale, "num_blocks": args.num_blocks, "filters": args.filters,
-            "batch_norm": args.batch_norm, "bicubic_skip": args.bicubic_skip}
-
-
 @cli_entry
 def main(argv=None):
-    args = training.resolve_paths(training.parse_args(build_parser(), argv, PRESETS), "srresnet")
-    scale = data.scale_of(args.track)
+    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
+    train = cli.train_config(args)
+    generator_config = cli.generator_config(args, data.scale_of(train.track))
     from sr_keras.export import check_export_dir
 
-    check_export_dir(args.export)
-    config = model_config(args, scale)
-    state = training.prepare_run(args, config)
-    start = state["epoch"] if state else 0
-    training.seed_everything(args.seed)
-    training.set_precision(args.precision)
-    strategy = training.strategy_from_flag(args.strategy)
+    check_export_dir(train.export)
+    config = runs.resume_config("srresnet", generator_config, train.precision, loss=args.loss)
+    state = runs.prepare_run(train, config)
+    start = state.epoch if state else 0
+    distribute.seed_everything(train.seed)
+    distribute.set_precision(train.precision)
+    strategy = distribute.strategy_from_flag(train.strategy)
 
-    train_ds, val_ds = training.datasets(args, start)
+    train_ds, val_ds = training.datasets(train, start)
 
     with strategy.scope():
-        trainer, generator = training.build_srresnet_trainer(
-            scale, num_blocks=args.num_blocks, filters=args.filters, batch_norm=args.batch_norm,
-            bicubic_skip=args.bicubic_skip, lr=args.lr, loss=args.loss, jit=args.jit)
+        trainer, generator = training.build_srresnet_trainer(generator_config, lr=train.lr, loss=args.loss,
+                                                             jit=train.jit)
         if state:
-            training.restore(trainer, args.out, state)
-            print(f"resuming {args.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
+            runs.restore(trainer, train.out, state)
+            print(f"resuming {train.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
         elif args.init_trunk:
             copied = training.init_trunk(generator, args.init_trunk)
             print(f"trunk initialised from {args.init_trunk} ({copied} layers)")
-    print(f"SRResNet x{scale}: {count_trainable(generator):,} trainable parameters; run folder {args.out}")
+    print(f"SRResNet x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
+          f"run folder {train.out}")
 
-    chief = training.is_chief(strategy)
-    training.fit(args, trainer, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
-    if not chief:
-        return
-    training.finish_run(args, scale)
+    chief = distribute.is_chief(strategy)
+    training.fit(train, trainer, generator, train_ds, val_ds, generator_config.scale, config, state=state,
+                 chief=chief)
+    if chief:
+        training.finish_run(train, generator_config)
 
 
 if __name__ == "__main__":

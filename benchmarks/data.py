@@ -9,34 +9,22 @@ import os
 import sys
 import time
 
+from sr_keras.cli import HelpFormatter, hide_tensorflow_banner, non_negative_int, positive_int
 from sr_keras.errors import cli_entry
-
-
-def _at_least(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text}")
-        return value
-
-    return parse
 
 
 @cli_entry
 def main(argv):
-    p = argparse.ArgumentParser(prog="python -m benchmarks data", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks data", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--data", default="samples", help="tfds, a DIV2K-layout folder, an HR folder, or samples")
     p.add_argument("--track", default="bicubic_x4", help="DIV2K track")
-    p.add_argument("--batch", type=_at_least(1), default=8, help="batch size")
-    p.add_argument("--hr-crop", type=_at_least(1), default=180, help="HR crop size")
-    p.add_argument("--steps", type=_at_least(1), default=60, help="timed batches")
-    p.add_argument("--warmup", type=_at_least(0), default=5, help="untimed batches after the decoding pass")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--batch", type=positive_int, default=8, help="batch size")
+    p.add_argument("--hr-crop", type=positive_int, default=180, help="HR crop size")
+    p.add_argument("--steps", type=positive_int, default=60, help="timed batches")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed batches after the decoding pass")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
     args = p.parse_args(argv)
+    hide_tensorflow_banner()
 
     from sr_keras import data
 

@@ -1,7 +1,7 @@
 """Upscaling speed and peak memory of sr_keras.inference (the code upscale.py runs), tile by tile.
 
     python -m benchmarks infer --model srresnet --scale 4 --lr-size 256 --tile 128
-    python -m benchmarks infer --model saved_models/srresnet_bicubic_x4 --lr-size 512x384
+    python -m benchmarks infer --model srresnet_x4 --lr-size 512x384
 
 Prints one JSON line: megapixels_per_s = output megapixels / median seconds per image (after one
 untimed pass, which traces every tile shape), and peak_mem_mb = the highest memory during the timed
@@ -18,41 +18,39 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from sr_keras.errors import UserError, cli_entry  # noqa: E402
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras.errors import cli_entry
 
 
 def _size(text):
-    parts = text.lower().split("x")
-    try:
-        w, h = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text}") from None
-    if len(parts) > 2 or w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"expected N or WxH with positive sizes, got {text}")
-    return h, w
+    """'N' or 'WxH' -> (H, W); ValueError for anything else."""
+    parts = [int(p) for p in text.lower().split("x")]
+    if len(parts) not in (1, 2):
+        raise ValueError(text)
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[1], parts[0])
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks infer", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from sr_keras.distribute import PRECISIONS
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks infer", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", default="srresnet",
-                   help="'srresnet' or 'srgan' (random weights), or a trained model: an --export folder or .keras")
+                   help="'srresnet' or 'srgan' (random weights), or a trained model: a model name, an --export "
+                        "folder or a .keras file")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4,
                    help="upscaling factor of a random-weight model (a trained model has its own)")
-    p.add_argument("--lr-size", type=_size, default=(256, 256), metavar="N|WxH", help="input image size")
-    p.add_argument("--tile", type=int, default=256, help="LR tile side (0: the whole image in one pass)")
-    p.add_argument("--overlap", type=int, default=16, help="tile margin (raised to the receptive radius)")
-    p.add_argument("--tile-memory", type=int, default=768, metavar="MB",
+    p.add_argument("--lr-size", type=checked(_size, lambda v: min(v) > 0, "N or WxH with positive sizes"),
+                   default=(256, 256), metavar="N|WxH", help="input image size")
+    p.add_argument("--tile", type=non_negative_int, default=256, help="LR tile side (0: the whole image in one pass)")
+    p.add_argument("--overlap", type=non_negative_int, default=16, help="tile margin (raised to the receptive radius)")
+    p.add_argument("--tile-memory", type=non_negative_int, default=768, metavar="MB",
                    help="tiles shrink so one tile's activations stay under this (0: no limit)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes over the image")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed passes over the image")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="dtype policy a random-weight model is built with")
-    p.add_argument("--num-blocks", type=int, default=16, help="residual blocks of a random-weight model")
-    p.add_argument("--filters", type=int, default=64, help="channels of a random-weight model")
+    p.add_argument("--num-blocks", type=positive_int, default=16, help="residual blocks of a random-weight model")
+    p.add_argument("--filters", type=positive_int, default=64, help="channels of a random-weight model")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the input image")
     return p
 
@@ -90,7 +88,7 @@ def load(args, tmp):
     from sr_keras import inference
 
     if args.model not in ("srresnet", "srgan"):
-        return inference.load_upscaler(args.model)
+        return inference.load_upscaler(args.model, "--model")
     import keras
 
     from sr_keras.models import srresnet
@@ -104,9 +102,8 @@ def load(args, tmp):
 
 @cli_entry
 def main(argv):
+    hide_tensorflow_banner()
     args = build_parser().parse_args(argv)
-    if args.repeats <= 0 or args.tile < 0 or args.overlap < 0 or args.tile_memory < 0:
-        raise UserError("--repeats must be positive; --tile, --overlap and --tile-memory must be >= 0")
     import numpy as np
 
     from benchmarks.train import device_name

@@ -19,13 +19,15 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from sr_keras import cli
 
+cli.hide_tensorflow_banner()
+
+from sr_keras.distribute import PRECISIONS, STRATEGIES  # noqa: E402
 from sr_keras.errors import UserError, cli_entry  # noqa: E402
 
 MODELS = ("srresnet", "srgan")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")
+at_least_one = cli.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step traces the function)")
 
 
 def device_name():
@@ -75,19 +77,20 @@ def conv_macs(model, input_shape):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m benchmarks train", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks train", description=__doc__,
+                                formatter_class=cli.HelpFormatter)
     p.add_argument("--model", choices=MODELS, default="srresnet", help="network whose train step is timed")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4, help="upscaling factor")
-    p.add_argument("--batch", type=int, default=8, help="global batch size")
-    p.add_argument("--hr-crop", type=int, default=180, help="HR crop side (rounded down to a multiple of --scale)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)")
+    p.add_argument("--batch", type=cli.positive_int, default=8, help="global batch size")
+    p.add_argument("--hr-crop", type=cli.positive_int, default=180,
+                   help="HR crop side (rounded down to a multiple of --scale)")
+    p.add_argument("--steps", type=cli.positive_int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=at_least_one, default=2, help="untimed steps first (tracing, XLA compilation)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy")
     p.add_argument("--jit", action="store_true", help="compile the train step with XLA (as training's --jit)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
-    p.add_argument("--num-blocks", type=int, default=16, help="generator residual blocks")
-    p.add_argument("--filters", type=int, default=64, help="generator feature channels")
+    p.add_argument("--num-blocks", type=cli.positive_int, default=16, help="generator residual blocks")
+    p.add_argument("--filters", type=cli.positive_int, default=64, help="generator feature channels")
     p.add_argument("--vgg-weights", default="random",
                    help="SRGAN content-loss VGG19 weights (timing does not depend on them; 'imagenet' or a path)")
     p.add_argument("--data", default=None,
@@ -98,11 +101,7 @@ def build_parser():
 
 
 def _check(args):
-    for name in ("batch", "steps", "num_blocks", "filters"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a positive integer")
-    if args.warmup < 1:
-        raise UserError(f"--warmup {args.warmup}: must be at least 1 (the first step traces the function)")
+    """The HR crop the data pipeline would use (argparse checked each number; this checks their mix)."""
     hr = args.hr_crop // args.scale * args.scale
     if hr < args.scale or (args.model == "srgan" and hr < 16):
         raise UserError(f"--hr-crop {args.hr_crop}: too small for x{args.scale}"
@@ -113,15 +112,15 @@ def _check(args):
 def build_model(args, hr):
     """The compiled model exactly as the training script builds it (call inside the strategy scope)."""
     from sr_keras import training
+    from sr_keras.config import GeneratorConfig
 
+    config = GeneratorConfig(args.scale, num_blocks=args.num_blocks, filters=args.filters)
     if args.model == "srresnet":
-        trainer, generator = training.build_srresnet_trainer(
-            args.scale, num_blocks=args.num_blocks, filters=args.filters, jit=args.jit)
-        return trainer, generator
+        return training.build_srresnet_trainer(config, jit=args.jit)
     from sr_keras import gan, losses
 
     content = losses.VGGContentLoss(weights=args.vgg_weights)
-    generator = training.make_generator(args.scale, num_blocks=args.num_blocks, filters=args.filters)
+    generator = training.make_generator(config)
     return gan.build_srgan_trainer(generator, hr, content, args.scale, jit=args.jit), generator
 
 
@@ -146,11 +145,11 @@ def main(argv):
     import keras
     import numpy as np
 
-    from sr_keras import training
+    from sr_keras import distribute
 
     keras.utils.set_random_seed(args.seed)
-    training.set_precision(args.precision)
-    strategy = training.strategy_from_flag(args.strategy)
+    distribute.set_precision(args.precision)
+    strategy = distribute.strategy_from_flag(args.strategy)
     with strategy.scope():
         model, generator = build_model(args, hr)
     ds = batches(args, hr)

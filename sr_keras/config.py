@@ -2,7 +2,7 @@
 import dataclasses
 import json
 
-ARCHITECTURES = ("srresnet",)
+ARCHITECTURES = ("srresnet", "rrdbnet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,6 +16,7 @@ class GeneratorConfig:
         filters: feature channels.
         batch_norm: BatchNorm in the residual blocks (the report: on).
         bicubic_skip: a bicubic upscale of the input added to the output (the report: off).
+        growth: channels each dense-block conv adds (rrdbnet only).
     """
     scale: int
     arch: str = "srresnet"
@@ -23,6 +24,7 @@ class GeneratorConfig:
     filters: int = 64
     batch_norm: bool = True
     bicubic_skip: bool = False
+    growth: int = 32
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -49,12 +51,128 @@ class GeneratorConfig:
 
     def describe(self):
         """The training flags that rebuild this generator."""
+        if self.arch == "rrdbnet":
+            return f"--generator rrdb --num-blocks {self.num_blocks} --filters {self.filters} --growth {self.growth}"
         return (f"--num-blocks {self.num_blocks} --filters {self.filters} "
                 f"--{'' if self.batch_norm else 'no-'}batch-norm --{'' if self.bicubic_skip else 'no-'}bicubic-skip")
 
     def build(self):
-        """The untrained keras.Model (models.srresnet)."""
+        """The untrained keras.Model (models.srresnet or rrdbnet.rrdbnet)."""
+        if self.arch == "rrdbnet":
+            from sr_keras.rrdbnet import rrdbnet
+
+            return rrdbnet(self.scale, num_blocks=self.num_blocks, filters=self.filters, growth=self.growth)
         from sr_keras.models import srresnet
 
         return srresnet(self.scale, num_blocks=self.num_blocks, filters=self.filters, batch_norm=self.batch_norm,
                         bicubic_skip=self.bicubic_skip)
+
+
+SELECTIONS = ("val_psnr", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run (the training scripts build it once from their flags).
+
+    Args:
+        track: DIV2K track, e.g. "bicubic_x4" (sets the scale).
+        data: "tfds", a DIV2K-layout folder, a folder of HR images or "samples".
+        out: run folder (checkpoints, TensorBoard logs).
+        export: folder the selected generator is exported to.
+        batch_size: global batch size.
+        hr_crop: HR training crop side in pixels.
+        augment_p: probability of each augmentation.
+        lr: initial Adam learning rate.
+        lr_schedule: "step" or "cosine".
+        lr_decay_epochs: step schedule period (epochs).
+        lr_decay_factor: step schedule factor.
+        epochs: total epochs, also when resuming.
+        steps_per_epoch: training steps per epoch.
+        patience: early stopping, epochs without a better validation PSNR-Y.
+        seed: seed of weights, data and ops, or None.
+        resume: continue the run in `out` from its last checkpoint.
+        fresh: delete this run's files in `out` first (`resume` takes precedence).
+        val_images: validate on the first N validation images (0: all).
+        panel_images: validation images shown in the TensorBoard panel.
+        test_images: images of the test split scored after training (0: none, -1: all).
+        precision: Keras dtype policy, one of distribute.PRECISIONS.
+        jit: compile the train step with XLA.
+        strategy: tf.distribute strategy, one of distribute.STRATEGIES.
+        select: which generator is exported: "val_psnr" (the best validation PSNR-Y; early stopping
+            on it) or "last" (the last epoch's; no early stopping).
+    """
+    track: str
+    data: str
+    out: str
+    export: str
+    batch_size: int = 8
+    hr_crop: int = 180
+    augment_p: float = 0.2
+    lr: float = 1e-4
+    lr_schedule: str = "step"
+    lr_decay_epochs: int = 30
+    lr_decay_factor: float = 0.1
+    epochs: int = 300
+    steps_per_epoch: int = 100
+    patience: int = 30
+    seed: int | None = None
+    resume: bool = False
+    fresh: bool = False
+    val_images: int = 0
+    panel_images: int = 3
+    test_images: int = 0
+    precision: str = "float32"
+    jit: bool = False
+    strategy: str = "default"
+    select: str = "val_psnr"
+
+    def __post_init__(self):
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}. Received: select={self.select!r}")
+
+    @property
+    def monitor(self):
+        """The epoch log that picks the exported generator and stops early, or None (select="last")."""
+        return "val_psnr" if self.select == "val_psnr" else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """What a run folder's checkpoints/checkpoint.json records after each completed epoch.
+
+    Args:
+        epoch: epochs completed (1-based count; the next epoch's 0-based index).
+        last: file name (in checkpoints/) of the trainer's weights and optimizer state after `epoch`.
+        best: file name of the selected generator's weights (best validation PSNR-Y, or the last
+            epoch's with select="last"), or None.
+        best_value: the monitored value of `best`, or None.
+        best_epoch: the epoch `best` was saved after, or None.
+        monitor: the epoch log `best` is chosen on ("val_psnr"), or None for the last epoch.
+        config: settings a resumed run must repeat: the network ("model" and the GeneratorConfig's
+            fields), "precision" (the optimizer's variables depend on it), and the loss settings
+            ("loss"; SRGAN's content and weight flags; "hr_crop", the discriminator's input).
+        callbacks: state of stateful callbacks by name, e.g. "early_stopping": ResumableEarlyStopping.get_state().
+        logs: the epoch's logs (loss, val_psnr, ...).
+        time: when it was written (seconds since the epoch).
+    """
+    epoch: int
+    last: str | None = None
+    best: str | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None
+    monitor: str | None = "val_psnr"
+    config: dict = dataclasses.field(default_factory=dict)
+    callbacks: dict = dataclasses.field(default_factory=dict)
+    logs: dict = dataclasses.field(default_factory=dict)
+    time: float = 0.0
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text):
+        """Inverse of to_json; keys this version does not know are ignored."""
+        values = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,6 +1,6 @@
 """The photo corpus the shipped models train on, rebuilt offline by one command:
 
-    python -m sr_keras.corpus OUT_DIR
+    python tools/build_corpus.py OUT_DIR
 
 Sources (all installed locally, nothing downloaded):
 - the Debian packages lomiri-wallpapers-16.04 and lomiri-wallpapers-20.04 (/usr/share/backgrounds),
@@ -15,15 +15,14 @@ averages away most of the wallpapers' JPEG blocking), then written as PNG to OUT
 - the HR-folder layout the training scripts read with `--data OUT_DIR`. OUT_DIR/manifest.json lists
 every file with its source, licence and SHA-256, so a rebuild can be checked against a model card.
 """
-import argparse
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.errors import UserError
+from sr_keras.imageio import atomic_file, atomic_write_text
 
 LOMIRI_DIR = "/usr/share/backgrounds"
 LOMIRI_COPYRIGHT = ("/usr/share/doc/lomiri-wallpapers-16.04/copyright",
@@ -162,8 +161,6 @@ def build(out_dir, progress=print):
     """Write the corpus to out_dir; returns the manifest (also written to out_dir/manifest.json)."""
     from PIL import Image
 
-    from sr_keras.training import atomic_write_text
-
     licences = lomiri_licences()
     entries = []
     for key, split in SPLITS.items():
@@ -172,38 +169,16 @@ def build(out_dir, progress=print):
         folder = os.path.join(out_dir, split)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, output_name(key))
-        tmp = f"{path}.tmp-{os.getpid()}.png"
-        Image.fromarray(rgb).save(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            Image.fromarray(rgb).save(tmp, format="PNG")
         licence = licences.get(name, "see the package's copyright file") if source == "lomiri" else LICENCES[source]
         entries.append({"file": os.path.join(split, os.path.basename(path)), "source": key, "split": split,
                         "size": [int(rgb.shape[1]), int(rgb.shape[0])], "licence": licence,
                         "sha256": sha256(path)})
         progress(f"{split:5s} {entries[-1]['file']} {rgb.shape[1]}x{rgb.shape[0]}")
-    manifest = {"description": "sr-keras photo corpus (python -m sr_keras.corpus)", "long_side": LONG_SIDE,
+    manifest = {"description": "sr-keras photo corpus (python tools/build_corpus.py)", "long_side": LONG_SIDE,
                 "excluded": LOMIRI_EXCLUDED, "files": entries,
                 "counts": {s: sum(e["split"] == s for e in entries) for s in ("train", "valid", "test")}}
     atomic_write_text(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1))
     return manifest
 
-
-def build_parser():
-    from sr_keras.training import HelpFormatter
-
-    parser = argparse.ArgumentParser(prog="python -m sr_keras.corpus", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("out_dir", help="folder to write train/, valid/, test/ and manifest.json into")
-    return parser
-
-
-@cli_entry
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    manifest = build(args.out_dir)
-    counts = manifest["counts"]
-    print(f"corpus in {args.out_dir}: {counts['train']} train, {counts['valid']} validation, "
-          f"{counts['test']} test photographs")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

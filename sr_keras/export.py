@@ -2,7 +2,10 @@
 
     out_dir/saved_model.pb, variables/   serving_default: uint8 [N, H, W, 3], any H and W
                                           -> {"sr": uint8 [N, s*H, s*W, 3]} (round, then clip)
-    out_dir/model.keras                   the float [0, 1] -> [0, 1] Keras model (load with safe mode)
+    out_dir/model.keras                   the float [0, 1] -> [0, 1] Keras model (load with safe mode),
+                                          without optimizer state
+    out_dir/generator.json                the generator's GeneratorConfig (sr_keras.config), so loading
+                                          knows exactly what was exported
 
 The folder is built beside its destination and renamed into place, so a crash never leaves a
 half-written export where a good one was; a folder holding anything else is never overwritten.
@@ -12,13 +15,14 @@ import re
 import shutil
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from sr_keras.errors import UserError
+from sr_keras.imageio import atomic_write_text
+from sr_keras.loading import CONFIG_FILE, KERAS_FILE, probe_scale
 
-# Everything tf.saved_model / Keras write into an export folder; anything else marks a foreign folder.
-EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", "model.keras"}
+# Everything export_model writes into an export folder; anything else marks a foreign folder.
+EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", KERAS_FILE, CONFIG_FILE}
 
 
 def is_export(path):
@@ -56,10 +60,23 @@ def _serving_module(model):
     return archive
 
 
-def _check_scale(model, scale):
-    out = model(np.zeros((1, 8, 8, 3), np.float32), training=False)
-    if tuple(out.shape[1:3]) != (8 * scale, 8 * scale):
-        raise ValueError(f"model upscales 8x8 to {tuple(out.shape[1:3])}, not x{scale}")
+def _check_matches(model, config):
+    """Refuse a config that does not describe the model: generator.json must rebuild it exactly."""
+    scale = probe_scale(lambda x: model(x, training=False), "model", model.name)
+    if scale != config.scale:
+        raise ValueError(f"the model upscales x{scale}, its config says x{config.scale}. Received: config={config}")
+    expected = [tuple(w.shape) for w in config.build().weights]
+    if [tuple(w.shape) for w in model.weights] != expected:
+        raise ValueError(f"the model's weights do not match a generator built from its config. "
+                         f"Received: config={config}")
+
+
+def _without_training_state(model):
+    """The same model, uncompiled: Keras 3 saves a compiled model's optimizer state into .keras
+    whatever include_optimizer says, and an export has no use for it (Adam's doubles the file)."""
+    bare = type(model).from_config(model.get_config())
+    bare.set_weights(model.get_weights())
+    return bare
 
 
 def _temp_siblings(out_dir):
@@ -93,9 +110,18 @@ def recover_export_dir(out_dir):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def export_model(model, scale, out_dir):
-    """Write the SavedModel (uint8 serving_default) and model.keras to out_dir, atomically."""
-    _check_scale(model, scale)
+def export_model(model, out_dir, config):
+    """Write the SavedModel (uint8 serving_default), model.keras and generator.json to out_dir, atomically.
+
+    Args:
+        model: the generator, a float [0, 1] -> [0, 1] keras.Model.
+        out_dir: the export folder (absent, empty, or a previous export, which is replaced).
+        config: the GeneratorConfig the model was built from; its scale is the export's.
+
+    Returns:
+        out_dir, normalised.
+    """
+    _check_matches(model, config)
     out_dir = os.path.normpath(out_dir)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
@@ -105,7 +131,8 @@ def export_model(model, scale, out_dir):
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         _serving_module(model).write_out(tmp, verbose=False)
-        model.save(os.path.join(tmp, "model.keras"))
+        _without_training_state(model).save(os.path.join(tmp, KERAS_FILE))
+        atomic_write_text(os.path.join(tmp, CONFIG_FILE), config.to_json() + "\n")
         _swap_into_place(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

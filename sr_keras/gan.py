@@ -9,19 +9,19 @@ PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
 """
 import os
-import zipfile
 
 import keras
 import tensorflow as tf
 
-from sr_keras import losses, training
+from sr_keras import losses
+from sr_keras.distribute import MultiWorkerFit
 from sr_keras.errors import UserError, first_line
 from sr_keras.metrics import PSNRY, SSIMY
 
 TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
 
 
-class SRGAN(training.MultiWorkerFit, keras.Model):
+class SRGAN(MultiWorkerFit, keras.Model):
     """generator: LR -> SR in [0, 1]; discriminator: HR-sized image -> logit; content_loss: a
     `losses.VGGContentLoss` (or any callable (hr, sr) -> per-image loss). `scale` is the SR factor,
     which is also the border cropped by validation PSNR/SSIM on Y.
@@ -49,7 +49,8 @@ class SRGAN(training.MultiWorkerFit, keras.Model):
         """One optimizer per network; `kwargs` (jit_compile, steps_per_execution, ...) go to keras.
 
         `self.optimizer` is G's optimizer, so Keras' own bookkeeping (TensorBoard steps, iterations)
-        counts train steps. Under mixed_float16 both optimizers get dynamic loss scaling.
+        counts train steps; callbacks.LRSchedule sets the rate of both (`optimizers`). Under mixed_float16 both
+        optimizers get dynamic loss scaling.
         """
         if self.dtype_policy.name == "mixed_float16":
             g_optimizer, d_optimizer = (
@@ -125,7 +126,7 @@ def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pix
                         content_weight=1.0, adversarial_weight=0.005, jit=False):
     """The SRGAN model compiled exactly as train_srgan.py trains it (benchmarks time this one).
 
-    Call after training.set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8.
+    Call after distribute.set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8.
     """
     from sr_keras.models import discriminator
 
@@ -136,85 +137,53 @@ def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pix
     return model
 
 
-class DiscriminatorFollowsLR(keras.callbacks.Callback):
-    """Gives D's optimizer G's learning rate at each epoch start, after the trainer's LR schedule set
-    G's (model.optimizer): the report decays both networks' rates together."""
+def load_init_generator(generator, path, config):
+    """Copy the weights of a trained SRResNet into `generator` (built from this run's `config`).
 
-    def on_epoch_begin(self, epoch, logs=None):
-        g_rate = keras.ops.convert_to_numpy(self.model.g_optimizer.learning_rate)
-        self.model.d_optimizer.learning_rate = float(g_rate)
+    Args:
+        generator: the run's generator.
+        path: an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
+            SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file.
+        config: the run's config.GeneratorConfig.
 
-
-def describe_generator(model):
-    """Architecture flags of a models.srresnet() network, read from its layer names."""
-    names = {layer.name for layer in model.layers}
-    if "head_conv" not in names:
-        return "not an sr_keras SRResNet"
-    blocks = sum(1 for n in names if n.startswith("block") and n.endswith("_conv1"))
-    bn = "body_bn" in names and isinstance(model.get_layer("body_bn"), keras.layers.BatchNormalization)
-    return (f"--num-blocks {blocks} --filters {model.get_layer('head_conv').filters} "
-            f"--{'' if bn else 'no-'}batch-norm --{'' if 'bicubic_skip' in names else 'no-'}bicubic-skip")
-
-
-def _scale_of(fn):
-    """Upscaling factor of a float [0,1] -> [0,1] image function, probed on an 8x8 input."""
-    out = fn(tf.zeros((1, 8, 8, 3), tf.float32))
-    return int(out.shape[1]) // 8
-
-
-def load_init_generator(generator, path, scale):
-    """Copy the weights of a trained SRResNet into `generator` (built with this run's flags).
-
-    path: an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
-    SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file. Raises
-    UserError naming `path` for a missing/unreadable file, another scale or another architecture.
+    Raises:
+        UserError: naming `path`, for a missing or unreadable file, another scale or another architecture.
     """
-    shown = path
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.keras")):
-        path = os.path.join(path, "model.keras")
+    from sr_keras.loading import KERAS_FILE, load_generator_config, load_keras_model, probe_scale
+
+    flag = "--init-generator"
     if not os.path.exists(path):
-        raise UserError(f"--init-generator {shown}: no such file or folder")
+        raise UserError(f"{flag} {path}: no such file or folder")
     if path.endswith(".weights.h5"):
         try:
             generator.load_weights(path)
         except Exception as e:  # keras raises ValueError or h5py errors for another architecture or a bad file
-            raise UserError(f"--init-generator {shown}: cannot load these weights into a generator with "
-                            f"{describe_generator(generator)} ({first_line(e)}); pass the SRResNet run's "
-                            "architecture flags") from None
+            raise UserError(f"{flag} {path}: cannot load these weights into a generator with {config.describe()} "
+                            f"({first_line(e)}); pass the SRResNet run's architecture flags") from None
         return generator
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise UserError(f"--init-generator {shown}: neither a SavedModel folder nor an export with model.keras")
+            raise UserError(f"{flag} {path}: neither a SavedModel folder nor an export with {KERAS_FILE}")
         try:
             loaded = tf.saved_model.load(path)
             serve = loaded.signatures["serving_default"]
             src = list(loaded.variables)
         except Exception as e:
-            raise UserError(f"--init-generator {shown}: cannot load the SavedModel ({first_line(e)})") from None
+            raise UserError(f"{flag} {path}: cannot load the SavedModel ({first_line(e)})") from None
         (name, _), = serve.structured_input_signature[1].items()
-        src_scale = int(list(serve(**{name: tf.zeros((1, 8, 8, 3), tf.uint8)}).values())[0].shape[1]) // 8
+        src_scale = probe_scale(lambda x: list(serve(**{name: tf.cast(x, tf.uint8)}).values())[0], flag, path)
         src_desc = f"{len(src)} variables"
-    elif path.endswith(".keras"):
-        if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
-            raise UserError(f"--init-generator {shown}: not a .keras archive (not a zip file); give an export "
-                            "folder of train_srresnet.py or a .keras file saved by Keras")
-        try:
-            loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as e:
-            raise UserError(f"--init-generator {shown}: cannot load the Keras model ({first_line(e)})") from None
-        try:
-            src_scale = _scale_of(lambda x: loaded(x, training=False))
-        except Exception as e:  # e.g. a model with a fixed input size: not an SR generator
-            raise UserError(f"--init-generator {shown}: not an image-to-image SR model ({first_line(e)})") from None
-        src, src_desc = loaded.weights, describe_generator(loaded)
     else:
-        raise UserError(f"--init-generator {shown}: expected an export folder, a SavedModel folder, a .keras "
-                        "or a .weights.h5 file")
-    if src_scale != scale:
-        raise UserError(f"--init-generator {shown} is a x{src_scale} model but this run trains x{scale} "
+        loaded = load_keras_model(path, flag)
+        src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
+        src = loaded.weights
+        src_config = load_generator_config(path)
+        src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
+    if src_scale != config.scale:
+        raise UserError(f"{flag} {path} is a x{src_scale} model but this run trains x{config.scale} "
                         "(--track); use a generator trained on the same scale")
     if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]:
-        raise UserError(f"--init-generator {shown} has another architecture ({src_desc}) than this run's "
-                        f"generator ({describe_generator(generator)}); pass the flags the SRResNet was trained with")
+        raise UserError(f"{flag} {path} has another architecture ({src_desc}) than this run's generator "
+                        f"({config.describe()}); pass the flags the SRResNet was trained with")
     generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])
     return generator

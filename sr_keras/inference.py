@@ -1,26 +1,27 @@
 """Load a trained upscaler and run it on images of any size, tile by tile.
 
 `load_upscaler(path)` accepts what `--export` writes (a SavedModel folder holding `model.keras`
-beside `saved_model.pb`) or a bare `.keras` file. The Keras model is preferred (loaded in safe mode,
-no pickle); a SavedModel without it is called through its uint8 `serving_default` signature.
+beside `saved_model.pb`), a bare `.keras` file, or a model name (sr_keras.loading). The Keras model
+is preferred (loaded in safe mode, no pickle); a SavedModel without it is called through its uint8
+`serving_default` signature.
 
 `upscale_image(upscaler, img, tile, overlap)` splits the LR image into tiles, gives each tile a
 margin of real neighbouring pixels, and writes only the tile's core into a preallocated output of
-the input's dtype (`upscale_bands` yields it one row of tiles at a time, for streaming writers). The margin is at least the model's receptive-field radius (read from the Keras
-model's layer graph), so every core pixel sees exactly what it would in a whole-image pass and tiles
-are seamless; memory is the output plus one tile's activations, whatever the image size.
+the input's dtype (`upscale_bands` yields it one row of tiles at a time, for streaming writers). The
+margin is at least the model's receptive-field radius (read from the Keras model's layer graph), so
+every core pixel sees exactly what it would in a whole-image pass and tiles are seamless; memory is
+the output plus one tile's activations, whatever the image size.
 """
 import math
 import os
-import zipfile
 
-import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sr_keras import models  # noqa: F401  registers PixelShuffle/BicubicUpsample for loading
 from sr_keras.errors import UserError, first_line
+from sr_keras.loading import (CONFIG_FILE, KERAS_FILE, load_generator_config, load_keras_model, probe_scale,
+                              resolve_model)
 
 # ITU-R BT.601 luma, as PIL's convert("L"): how a grey input comes back to one channel.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -34,57 +35,41 @@ _POINTWISE = {
 
 
 class Upscaler:
-    """A loaded SR model: `scale`, `radius` (LR pixels of context each output pixel depends on),
-    `act_bytes` (largest activation in bytes per LR pixel), both None when unknown, and
-    `__call__(lr)` for one HxWx3 uint8/uint16 image -> same dtype, s times larger."""
+    """A loaded SR model: `scale`, `config` (its GeneratorConfig, None when the export carries none),
+    `radius` (LR pixels of context each output pixel depends on), `act_bytes` (largest activation in
+    bytes per LR pixel), both None when unknown, and `__call__(lr)` for one HxWx3 uint8/uint16 image
+    -> same dtype, s times larger."""
 
-    def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None):
+    def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None, config=None, flag="--model"):
         self.path = path
         self._run = {np.dtype(np.uint8): run_uint8, np.dtype(np.uint16): run_uint16}
         self.radius = radius
         self.act_bytes = act_bytes
-        try:
-            probe = self(np.zeros((8, 8, 3), np.uint8))
-        except Exception as e:  # fixed input size, other channel count, ...: not an image upscaler
-            raise UserError(f"model '{path}' cannot upscale an 8x8 RGB image: {first_line(e)}") from e
-        h, w = probe.shape[:2]
-        if probe.ndim != 3 or probe.shape[2] != 3 or h % 8 or w % 8 or h != w or h < 8:
-            raise UserError(f"model '{path}' is not an RGB upscaler: an 8x8 image came back {probe.shape}")
-        self.scale = h // 8
+        self.config = config
+        self.scale = probe_scale(lambda x: run_uint8(x.astype(np.uint8)), flag, path)
+        if config is not None and config.scale != self.scale:
+            raise UserError(f"{flag} '{path}' upscales x{self.scale} but its {CONFIG_FILE} says x{config.scale}")
 
     def __call__(self, lr):
         run = self._run.get(lr.dtype)
         if run is None:
-            raise TypeError(f"upscaler takes uint8 or uint16 images, got {lr.dtype}")
+            raise TypeError(f"upscaler takes uint8 or uint16 images. Received: dtype={lr.dtype}")
         return run(lr[None])[0]
 
 
-def load_upscaler(path):
-    """Load a SavedModel folder (from `--export`) or a `.keras` file; raise UserError naming `path`."""
-    path = os.fspath(path)
-    hint = "give a folder written by --export (saved_model.pb, model.keras) or a .keras file"
-    if not os.path.exists(path):
-        raise UserError(f"model '{path}' not found: {hint}")
-    if os.path.isdir(path):
-        keras_file = os.path.join(path, "model.keras")
-        if os.path.isfile(keras_file):
-            return _from_keras(path, keras_file)
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return _from_savedmodel(path)
-        raise UserError(f"model '{path}' is a folder without model.keras or saved_model.pb: {hint}")
-    if path.endswith(".keras"):
-        return _from_keras(path, path)
-    raise UserError(f"model '{path}' is neither a .keras file nor a SavedModel folder: {hint}")
+def load_upscaler(path, flag="--model"):
+    """Load a model for upscaling; raise UserError naming `path` (one line) when it cannot be.
 
-
-def _from_keras(path, keras_file):
-    if not zipfile.is_zipfile(keras_file):  # Keras would call it "File not found"
-        raise UserError(f"cannot load model '{path}': {keras_file} is not a .keras archive (not a zip file): "
-                        "give a folder written by --export or a .keras file saved by Keras")
-    try:
-        model = keras.models.load_model(keras_file, compile=False, safe_mode=True)
-    except Exception as e:  # a corrupt or foreign file: name it, no traceback
-        raise UserError(f"cannot load model '{path}': {first_line(e)}") from e
+    Args:
+        path: an export folder (its model.keras, else its SavedModel signature), a .keras file, or a
+            model name (sr_keras.loading.resolve_model).
+        flag: the command-line flag that gave `path`, for error messages.
+    """
+    path = resolve_model(path, flag)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
+            and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return _from_savedmodel(path, flag)
+    model = load_keras_model(path, flag)
 
     def quantised(dtype):
         # In-graph scaling and rounding: NumPy only ever sees integer tiles (memory), and the rounding
@@ -99,17 +84,18 @@ def _from_keras(path, keras_file):
         return lambda x: run(x).numpy()
 
     radius, act_bytes = analyse(model)
-    return Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes)
+    return Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes,
+                    config=load_generator_config(path), flag=flag)
 
 
-def _from_savedmodel(path):
+def _from_savedmodel(path, flag):
     try:
         fn = tf.saved_model.load(path).signatures["serving_default"]
     except Exception as e:
-        raise UserError(f"cannot load SavedModel '{path}': {first_line(e)}") from e
+        raise UserError(f"{flag} '{path}': cannot load the SavedModel: {first_line(e)}") from e
     specs = fn.structured_input_signature[1]
     if len(specs) != 1 or next(iter(specs.values())).dtype != tf.uint8:
-        raise UserError(f"SavedModel '{path}': serving_default must take one uint8 image batch")
+        raise UserError(f"{flag} '{path}': the SavedModel's serving_default must take one uint8 image batch")
     name = next(iter(specs))
 
     def run_uint8(x):
@@ -118,7 +104,7 @@ def _from_savedmodel(path):
     def run_uint16(x):  # the signature is 8-bit: 16-bit data passes through 8 bits
         return run_uint8(np.round(x / 257.0).astype(np.uint8)).astype(np.uint16) * 257
 
-    return Upscaler(path, run_uint8, run_uint16)
+    return Upscaler(path, run_uint8, run_uint16, config=load_generator_config(path), flag=flag)
 
 
 def receptive_radius(model):
@@ -254,7 +240,8 @@ def upscale_bands(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress
     """Yield (row, band): the upscaled image one row of tiles at a time, top to bottom, so a caller
     can write it out without ever holding the whole output. Arguments as upscale_image."""
     if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise ValueError(f"upscale takes HxW or HxWx3 uint8/uint16, got {img.shape} {img.dtype}")
+        raise ValueError(f"upscale takes an HxW or HxWx3 uint8/uint16 image. "
+                         f"Received: shape={img.shape}, dtype={img.dtype}")
     s = upscaler.scale
     h, w = img.shape[:2]
     margin = max(int(overlap), upscaler.radius or 0)

@@ -7,6 +7,10 @@ data_range 255; SSIM with an 11x11 Gaussian window, sigma 1.5, population covari
 K2 0.03, data_range 255, averaged over the 'valid' region (scikit-image's structural_similarity).
 The TensorFlow versions follow the same convention in float32 for in-training validation; they agree
 with the scikit-image ones to about 1e-4 dB / 1e-5 SSIM.
+
+Argument order is Keras' `(y_true, y_pred)`: the HR reference first, then the SR image, as in
+sr_keras.losses. An image is scorable when SSIM's window fits after the border crop
+(`min_scorable_size`).
 """
 import keras
 import numpy as np
@@ -14,6 +18,23 @@ import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
+SSIM_WINDOW = 11  # the Gaussian window's side: sigma 1.5 truncated at 3.5 sigma, as Wang et al. 2004
+
+
+def min_scorable_size(scale):
+    """Smallest HR side, a multiple of `scale`, that PSNR/SSIM can score at `scale`.
+
+    SSIM's window must fit inside the image after `scale` pixels are cropped from every border, and an
+    HR image is trimmed to a multiple of the scale to pair with its LR image.
+
+    Args:
+        scale: the upscaling factor, also the border crop.
+
+    Returns:
+        The side in HR pixels (20 at x4: 11 + 2 * 4 = 19, rounded up to a multiple of 4).
+    """
+    need = SSIM_WINDOW + 2 * scale
+    return -(-need // scale) * scale
 
 
 def to_uint8(img):
@@ -32,19 +53,27 @@ def _cropped_y(img, crop):
     return y[crop:-crop, crop:-crop] if crop > 0 else y
 
 
-def psnr_y(sr, hr, crop):
-    """PSNR (dB) between uint8 RGB images on Y, `crop` border pixels removed; inf if identical."""
-    a, b = _cropped_y(sr, crop), _cropped_y(hr, crop)
-    if np.array_equal(a, b):
+def psnr_y(hr, sr, crop):
+    """PSNR (dB) of uint8 RGB `sr` against the reference `hr` on Y, `crop` border pixels removed; inf if
+    identical."""
+    ref, test = _cropped_y(hr, crop), _cropped_y(sr, crop)
+    if np.array_equal(ref, test):
         return float("inf")
-    return float(peak_signal_noise_ratio(b, a, data_range=255.0))
+    return float(peak_signal_noise_ratio(ref, test, data_range=255.0))
 
 
-def ssim_y(sr, hr, crop):
-    """SSIM between uint8 RGB images on Y, `crop` border pixels removed."""
-    a, b = _cropped_y(sr, crop), _cropped_y(hr, crop)
-    return float(structural_similarity(b, a, data_range=255.0, gaussian_weights=True, sigma=1.5,
-                                       use_sample_covariance=False))
+def ssim_y(hr, sr, crop):
+    """SSIM of uint8 RGB `sr` against the reference `hr` on Y, `crop` border pixels removed.
+
+    Raises ValueError when the window does not fit after the crop (see `min_scorable_size`).
+    """
+    ref, test = _cropped_y(hr, crop), _cropped_y(sr, crop)
+    if min(ref.shape) < SSIM_WINDOW:
+        h, w = np.shape(hr)[:2]
+        raise ValueError(f"SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window needs {SSIM_WINDOW} pixels a side after "
+                         f"the {crop}-pixel border crop. Received: hr of {w}x{h} with crop={crop}")
+    return float(structural_similarity(ref, test, data_range=255.0, gaussian_weights=True, sigma=1.5,
+                                       win_size=SSIM_WINDOW, use_sample_covariance=False))
 
 
 def _tf_y(img, crop):
@@ -54,23 +83,26 @@ def _tf_y(img, crop):
     return y[:, crop:-crop, crop:-crop] if crop > 0 else y
 
 
-def tf_psnr_y(sr, hr, crop):
-    """[N] PSNR values (dB) of float [0,1] batches; capped at 100 dB for identical images."""
-    a, b = _tf_y(sr, crop), _tf_y(hr, crop)
+def tf_psnr_y(hr, sr, crop):
+    """[N] PSNR values (dB) of float [0,1] batches, `sr` against `hr`; capped at 100 dB for identical images."""
+    a, b = _tf_y(hr, crop), _tf_y(sr, crop)
     mse = tf.reduce_mean(tf.square(a - b), axis=[1, 2])
     return 10.0 * tf.math.log(255.0 ** 2 / tf.maximum(mse, 255.0 ** 2 * 1e-10)) / tf.math.log(10.0)
 
 
-def _gaussian_window(size=11, sigma=1.5):
+def _gaussian_window(size=SSIM_WINDOW, sigma=1.5):
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x ** 2) / (2 * sigma ** 2))
     g /= g.sum()
     return tf.constant(np.outer(g, g)[:, :, None, None], tf.float32)
 
 
-def tf_ssim_y(sr, hr, crop):
-    """[N] SSIM values of float [0,1] batches, same window and constants as scikit-image."""
-    a, b = _tf_y(sr, crop)[..., None], _tf_y(hr, crop)[..., None]
+def tf_ssim_y(hr, sr, crop):
+    """[N] SSIM values of float [0,1] batches, `sr` against `hr`, same window and constants as scikit-image.
+
+    Images smaller than `min_scorable_size` give NaN (no window fits); check sizes before.
+    """
+    a, b = _tf_y(hr, crop)[..., None], _tf_y(sr, crop)[..., None]
     w = _gaussian_window()
 
     def filt(x):
@@ -93,7 +125,7 @@ class _MeanOverImages(keras.metrics.Mean):
         self._fn = fn
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self._fn(tf.cast(y_pred, tf.float32), tf.cast(y_true, tf.float32), self.crop)
+        values = self._fn(tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32), self.crop)
         return super().update_state(values, sample_weight)
 
     def get_config(self):

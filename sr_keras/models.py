@@ -13,7 +13,28 @@ UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 @keras.saving.register_keras_serializable(package="sr_keras")
 class PixelShuffle(layers.Layer):
-    """Sub-pixel upsampling: [N, H, W, C*r*r] -> [N, H*r, W*r, C] via tf.nn.depth_to_space (NHWC order)."""
+    """Sub-pixel upsampling: [N, H, W, C*r*r] -> [N, H*r, W*r, C] via tf.nn.depth_to_space (NHWC order).
+
+    The channel order differs from PyTorch's nn.PixelShuffle. Output pixel (y*r + dy, x*r + dx),
+    channel c, reads input channel
+
+        depth_to_space (here):   (dy*r + dx)*C + c     (sub-pixel offset major)
+        PyTorch PixelShuffle:    c*r*r + dy*r + dx     (output channel major)
+
+    so the same weights give a scrambled picture. Porting PyTorch weights of the convolution that
+    feeds this layer therefore permutes its output channels: Keras channel k = (dy*r + dx)*C + c
+    takes PyTorch channel c*r*r + dy*r + dx. With a PyTorch weight w of shape [C*r*r, in, kh, kw]
+    and bias b:
+
+        kernel = w.transpose(2, 3, 1, 0)                     # [kh, kw, in, C*r*r], PyTorch order
+        kernel = kernel.reshape(kh, kw, in, C, r*r).transpose(0, 1, 2, 4, 3).reshape(kh, kw, in, C*r*r)
+        bias = b.reshape(C, r*r).T.reshape(C*r*r)
+
+    Layers after the shuffle (PReLU with one shared slope, the tail conv) need no change.
+
+    Args:
+        factor: the upscaling factor r.
+    """
 
     def __init__(self, factor, **kwargs):
         super().__init__(**kwargs)

@@ -1,4 +1,5 @@
 """`python -m benchmarks train|infer` print one valid JSON object per line with the documented fields."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -60,4 +61,31 @@ def test_bad_flag_is_one_line_error():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "train", "--batch", "0"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: --batch 0: must be a positive integer"
+    # argparse's usage, then one error line naming the flag and the value as given
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "python -m benchmarks train: error: argument --batch: expected a positive integer, got '0'")
+
+
+def test_an_unknown_benchmark_is_refused_with_the_known_ones():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "speed"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "python -m benchmarks: error: argument kind: invalid choice: 'speed' (choose from 'train', 'infer', 'data')")
+
+
+def test_torch_reference_prints_the_train_fields_or_says_in_one_line_that_torch_is_missing():
+    # PyTorch is an optional extra: without it the reference exits with one line; with it, it times the
+    # identical SRResNet x4 (16 blocks and 64 filters by default: 1,549,462 parameters, as Keras' count)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.torch_srresnet", "--batch", "2", "--hr-crop", "34",
+                           "--steps", "1", "--warmup", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if importlib.util.find_spec("torch") is None:
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.strip().splitlines() == [
+            "error: benchmarks/torch_srresnet.py needs PyTorch, an optional extra for this comparison "
+            "(pip install torch); sr-keras itself does not use it"]
+    else:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        (r,) = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert TRAIN_FIELDS <= set(r) and (r["framework"], r["hr_crop"], r["batch"]) == ("torch", 32, 2)
+        assert r["params"] == 1_549_462 and r["step_s"] > 0

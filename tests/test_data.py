@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sr_keras import data, imresize
+from sr_keras import data, imageio, imresize, sources
 from sr_keras.errors import UserError
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -122,16 +122,16 @@ def test_training_crops_are_lr_windows_with_hr_at_scale_times_position(div2k):
     lrs = [_read(f"{div2k}/DIV2K_train_LR_bicubic/X4/{i:04d}x4.png") for i in TRAIN_IDS]
     hrs = [_read(f"{div2k}/DIV2K_train_HR/{i:04d}.png") for i in TRAIN_IDS]
     ds = data.training_dataset(div2k, "bicubic_x4", batch_size=3, hr_crop=50, seed=0, augment_p=0.0)
-    seen = set()
     for lr, hr in ds.take(3):
         assert lr.shape == (3, 12, 12, 3) and hr.shape == (3, 48, 48, 3)  # 50 rounded down to 48
         assert lr.dtype == tf.float32 and float(tf.reduce_min(lr)) >= 0 and float(tf.reduce_max(hr)) <= 1
+        seen = []
         for l, h in zip(_u8(lr), _u8(hr)):
             hits = [(k, _find_window(lrs[k], l)) for k in range(len(lrs))]
             k, (y, x) = next((k, p) for k, p in hits if p is not None)
             np.testing.assert_array_equal(h, hrs[k][4 * y:4 * y + 48, 4 * x:4 * x + 48])
-            seen.add(k)
-    assert seen == {0, 1, 2}  # one crop per image per pass over the shuffled images
+            seen.append(k)
+        assert sorted(seen) == [0, 1, 2]  # a batch of 3 is one pass: each image once, in a shuffled order
 
 
 def _interior_psnr(hr_u8, lr_u8, scale):
@@ -167,6 +167,38 @@ def test_seeded_runs_repeat(div2k):
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
 
 
+def _epochs(div2k, start_epoch, epochs, steps=3, cache=None):
+    ds = data.training_dataset(div2k, "bicubic_x4", batch_size=2, hr_crop=32, seed=5, augment_p=0.5,
+                               start_epoch=start_epoch, steps_per_epoch=steps, cache=cache)
+    return [(lr.numpy(), hr.numpy()) for lr, hr in ds.take(epochs * steps)]
+
+
+def test_resumed_dataset_yields_the_uninterrupted_batches_of_its_epochs(div2k):
+    straight = _epochs(div2k, start_epoch=0, epochs=4)
+    resumed = _epochs(div2k, start_epoch=2, epochs=2)
+    assert len(resumed) == 6
+    for (lr_a, hr_a), (lr_b, hr_b) in zip(straight[6:], resumed):  # epochs 2 and 3: batches 6-11
+        np.testing.assert_array_equal(lr_a, lr_b)
+        np.testing.assert_array_equal(hr_a, hr_b)
+
+
+def test_each_epoch_has_its_own_crops(div2k):
+    first, second = _epochs(div2k, start_epoch=0, epochs=1), _epochs(div2k, start_epoch=1, epochs=1)
+    for (lr_a, _), (lr_b, _) in zip(first, second):
+        assert not np.array_equal(lr_a, lr_b)
+
+
+def test_decoding_every_step_gives_the_cached_batches(div2k):
+    for (lr_a, hr_a), (lr_b, hr_b) in zip(_epochs(div2k, 1, 1, cache="memory"), _epochs(div2k, 1, 1, cache="none")):
+        np.testing.assert_array_equal(lr_a, lr_b)
+        np.testing.assert_array_equal(hr_a, hr_b)
+
+
+def test_start_epoch_needs_steps_per_epoch(div2k):
+    with pytest.raises(ValueError, match=r"Received: start_epoch=1, steps_per_epoch=None"):
+        data.training_dataset(div2k, "bicubic_x4", hr_crop=32, seed=0, start_epoch=1)
+
+
 # ---------------------------------------------------------------- evaluation splits
 
 @pytest.mark.parametrize("split,ids", [("validation", VALID_IDS), ("test", TEST_IDS), ("train", TRAIN_IDS)])
@@ -195,7 +227,8 @@ def test_pairing_rule_trims_hr_not_multiple_of_scale(tmp_path):
         np.testing.assert_array_equal(_u8(h[0]), hr[:69, :99])
         np.testing.assert_array_equal(_u8(lr[0]), floor_lr)
     _save(f"{root}/DIV2K_valid_LR_bicubic/X3/0802x3.png", floor_lr[:, :32])
-    with pytest.raises(UserError, match="0802x3.png.*32x23.*99x69|0802x3.png"):
+    with pytest.raises(UserError, match=r"0802x3\.png: LR image is 32x23 but its HR image .*0802\.png is 100x70; "
+                                        r"x3 needs LR 33x23"):
         data.eval_dataset(root, "bicubic_x3", "validation")
 
 
@@ -249,11 +282,11 @@ def test_bad_inputs_raise_user_error_naming_them(div2k, tmp_path):
 
     scrambled = _copy_tree(div2k, tmp_path / "scrambled")  # valid PNG chunks and CRCs, undecodable pixels
     _scramble_png_data(f"{scrambled}/DIV2K_train_HR/0002.png")
-    with pytest.raises(UserError, match=r"DIV2K_train_HR/0002\.png: cannot be decoded"):
+    with pytest.raises(UserError, match=r"^cannot read image '[^']*/scrambled/DIV2K_train_HR/0002\.png': "):
         data.training_dataset(scrambled, "bicubic_x4", hr_crop=48)
 
     os.makedirs(tmp_path / "empty")
-    with pytest.raises(UserError, match="empty"):
+    with pytest.raises(UserError, match=r"^data folder \S*/empty is empty: expected DIV2K_train_HR"):
         data.training_dataset(str(tmp_path / "empty"), "bicubic_x4")
     with pytest.raises(UserError, match="nonexistent.*does not exist"):
         data.training_dataset(str(tmp_path / "nonexistent"), "bicubic_x4")
@@ -305,11 +338,14 @@ def test_hr_folder_sorted_name_rule_bicubic_lr_and_mode_conversion(tmp_path, cap
     assert "img5.png" in err and "skipping 1" in err
     assert err.count("not 8-bit RGB") == 1 and "3 image(s)" in err and "img3.png: mode L" in err
     [(_, hr6)] = list(data.eval_dataset(str(tmp_path / "one16"), "bicubic_x4", "test"))
-    np.testing.assert_array_equal(_u8(hr6[0]), _photo_crop(6, 64, 80))  # high byte of each 16-bit value
+    # the 16-bit rule of sr_keras.imageio: v -> round(v / 257), here v = 256 * level + 100
+    expected = np.round((_photo_crop(6, 64, 80).astype(np.float64) * 256 + 100) / 257).astype(np.uint8)
+    np.testing.assert_array_equal(_u8(hr6[0]), expected)
     for lr, hr in ds.take(2):
         for l, h in zip(_u8(lr), _u8(hr)):
             assert _interior_psnr(h, l, 4) > 40
-    with pytest.raises(UserError, match="bicubic"):
+    with pytest.raises(UserError, match=r"^track unknown_x4 needs the dataset's own LR images but \S*/hr has HR "
+                                        r"images only; use a bicubic_x\* track"):
         data.training_dataset(str(folder), "unknown_x4")
 
 
@@ -318,8 +354,39 @@ def test_hr_folder_subfolders(tmp_path):
         for i in range(n):
             _save(str(tmp_path / split / f"{i}.png"), _photo_crop(i, 48, 48))
     assert len(data.eval_names(str(tmp_path), "bicubic_x2", "validation")) == 1
-    with pytest.raises(UserError, match="test"):
+    with pytest.raises(UserError, match=r"has train/valid subfolders but none for the test split \(test/\)$"):
         data.eval_dataset(str(tmp_path), "bicubic_x2", "test")
+
+
+def test_hr_folder_reads_the_extensions_every_tool_reads(tmp_path):
+    """TIFF, PPM, PGM and BMP files are training images too (imageio.IMAGE_EXTENSIONS, as evaluate.py)."""
+    folder = tmp_path / "hr"
+    os.makedirs(folder)
+    crops = [_photo_crop(i, 48, 48) for i in range(5)]
+    for i, ext in enumerate((".tif", ".ppm", ".bmp", ".pgm", ".png")):
+        Image.fromarray(crops[i]).convert("L" if ext == ".pgm" else "RGB").save(folder / f"img{i}{ext}")
+    # 5 // 18 -> 1 test (img4.png) and 1 validation (img3.pgm); the rest train
+    assert [os.path.basename(n) for n in data.eval_names(str(folder), "bicubic_x2", "train")] == \
+        ["img0.tif", "img1.ppm", "img2.bmp"]
+    [(_, hr)] = list(data.eval_dataset(str(folder), "bicubic_x2", "validation"))
+    np.testing.assert_array_equal(_u8(hr[0]), imageio.read_rgb(folder / "img3.pgm"))
+    train = [_u8(hr[0]) for _, hr in data.eval_dataset(str(folder), "bicubic_x2", "train")]
+    for got, want in zip(train, crops):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_exif_rotated_image_is_paired_and_read_upright(tmp_path):
+    stored = _photo_crop(2, 24, 40)
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6  # view rotated 90 degrees clockwise: 40 high, 24 wide
+    os.makedirs(tmp_path / "train")
+    im.save(tmp_path / "train" / "a.png", exif=exif)
+    [(lr, hr)] = list(data.eval_dataset(str(tmp_path), "bicubic_x2", "train"))
+    upright = np.rot90(stored, k=-1)
+    assert hr.shape == (1, 40, 24, 3) and lr.shape == (1, 20, 12, 3)
+    np.testing.assert_array_equal(_u8(hr[0]), upright)
+    np.testing.assert_array_equal(_u8(lr[0]), imresize.downscale(np.ascontiguousarray(upright), 2))
 
 
 def test_samples_splits_are_disjoint_photographs():
@@ -360,7 +427,7 @@ def test_tfds_training_through_mock_data(tmp_path, monkeypatch):
     # zips "already downloaded" so no network is tried (mock_data makes download_and_prepare a no-op)
     manual = tmp_path / "downloads" / "manual"
     os.makedirs(manual)
-    for url in data._div2k_urls("bicubic_x4", ["train", "valid"]).values():
+    for url in sources._div2k_urls("bicubic_x4", ["train", "valid"]).values():
         (manual / url.rsplit("/", 1)[1]).touch()
     monkeypatch.setattr(socket, "create_connection", None)  # any network attempt would fail the test
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
@@ -384,10 +451,10 @@ def test_tfds_eval_split_is_exact_from_the_official_zips(tmp_path, monkeypatch):
     _zip(str(manual / "DIV2K_valid_HR.zip"), [(f"DIV2K_valid_HR/{i:04d}.png", hrs[i]) for i in order])
     _zip(str(manual / "DIV2K_valid_LR_bicubic_X4.zip"),
          [(f"DIV2K_valid_LR_bicubic/X4/{i:04d}x4.png", imresize.downscale(hrs[i], 4)) for i in order])
-    infos = data._div2k_url_infos()
-    for url in data._div2k_urls("bicubic_x4", ["valid"]).values():  # our small zips stand in for the real ones
+    infos = sources._div2k_url_infos()
+    for url in sources._div2k_urls("bicubic_x4", ["valid"]).values():  # our small zips stand in for the real ones
         infos[url] = tfds.download.checksums.compute_url_info(manual / url.rsplit("/", 1)[1])
-    monkeypatch.setattr(data, "_div2k_url_infos", lambda: infos)
+    monkeypatch.setattr(sources, "_div2k_url_infos", lambda: infos)
     monkeypatch.setattr(socket, "create_connection", None)
     for split, want in (("validation", [801, 802, 803]), ("test", [851, 852])):
         got = [_u8(hr[0]) for _, hr in data.eval_dataset("tfds", "bicubic_x4", split,

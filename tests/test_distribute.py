@@ -34,13 +34,13 @@ if n > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
 import importlib
-from sr_keras import training
-make = training.strategy_from_flag
+from sr_keras import distribute
+make = distribute.strategy_from_flag
 def counted(name):
     strategy = make(name)
     print("replicas", strategy.num_replicas_in_sync, flush=True)
     return strategy
-training.strategy_from_flag = counted
+distribute.strategy_from_flag = counted
 importlib.import_module(os.environ.get("SCRIPT", "train_srresnet")).main(sys.argv[1:])
 """
 
@@ -81,7 +81,7 @@ def finish(proc):
 
 def epoch_logs(out):
     """The epoch's logs (loss, val_loss, val_psnr, ...) that the run's checkpoint.json recorded."""
-    with open(out / "run" / "checkpoints" / "checkpoint.json") as f:
+    with open(out / "run" / "checkpoints" / "checkpoint.json", encoding="utf-8") as f:
         state = json.load(f)
     assert state["epoch"] == 1
     return state["logs"]

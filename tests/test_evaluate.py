@@ -1,4 +1,4 @@
-"""evaluate.py: folder mode on real photographs against an independent scorer, output files, curves, errors."""
+"""evaluate.py and sr_keras.evaluation: folder mode on real photographs against an independent scorer, output files, curves, errors."""
 import csv
 import json
 import os
@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import evaluate
-from sr_keras import models
+from sr_keras import evaluation, figures, models, tensorboard
 
 
 # ---- an independent scorer (the SPEC's convention written out again, not sr_keras.metrics)
@@ -147,10 +147,10 @@ def test_training_curves_from_keras_tensorboard_logs(tmp_path, photos, tiny, cap
     x, y = np.random.default_rng(0).normal(size=(2, 16, 4)), np.random.default_rng(1).normal(size=(2, 16, 1))
     hist = m.fit(x[0], y[0], validation_data=(x[1], y[1]), epochs=4, verbose=0,
                  callbacks=[keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)])
-    series = evaluate.read_scalars(str(run_dir))
+    series = tensorboard.read_scalars(str(run_dir))
     assert {"train", "validation"} <= set(series)
     val = hist.history["val_psnr"]
-    assert evaluate.best_epoch(series) == (int(np.argmax(val)) + 1, pytest.approx(val[int(np.argmax(val))]))
+    assert figures.best_epoch(series) == (int(np.argmax(val)) + 1, pytest.approx(val[int(np.argmax(val))]))
     out = tmp_path / "ev"
     code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", f"tiny={path}", "--figures", "1",
                         "--logs", str(run_dir), "--out", str(out)], capsys)
@@ -242,7 +242,7 @@ def test_div2k_mode_all_tracks_with_a_model_per_track(tmp_path, capsys):
     assert code == 0, err
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["model"], r["track"]) for r in rows] == [
-        (m, t) for t in evaluate.REPORT_TRACKS for m in ("bicubic", "srresnet")]
+        (m, t) for t in evaluation.REPORT_TRACKS for m in ("bicubic", "srresnet")]
     assert all(r["images"] == 2 and r["scale"] == int(r["track"][-1]) for r in rows)
     # the bicubic_x3 baseline, independently
     ref = [ref_score(pil_up(pil_down(np.ascontiguousarray(im), 3), 3), np.ascontiguousarray(im)[:72, :72], 3)
@@ -250,8 +250,50 @@ def test_div2k_mode_all_tracks_with_a_model_per_track(tmp_path, capsys):
     bic3 = next(r for r in rows if r["track"] == "bicubic_x3" and r["model"] == "bicubic")
     assert bic3["psnr"] == pytest.approx(np.mean([p for p, _ in ref]), abs=0.01)
     md = (out / "results.md").read_text()
-    assert "| | " + " | ".join(evaluate.REPORT_TRACKS) + " |" in md
+    assert "| | " + " | ".join(evaluation.REPORT_TRACKS) + " |" in md
     assert md.count("| srresnet |") == 1 and md.count("| bicubic |") == 1
     names = {r["image"] for r in csv.DictReader((out / "per_image.csv").open())}
     assert names == {"0851", "0852"}
     assert len(os.listdir(out / "figures")) == 6 and (out / "figures" / "bicubic_x4_0851.png").exists()
+
+
+def test_image_too_small_for_ssim_fails_before_any_model_is_loaded(tmp_path, capsys):
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(hr_dir / "t.png")
+    # the missing model would fail on loading: the size check must come first
+    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--model", f"a={tmp_path}/missing",
+                        "--out", str(tmp_path / "ev")], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"error: {hr_dir}/t.png: 16x16 is too small to score at x4: SSIM's 11x11 window needs at least "
+        "20x20 pixels (11 after the 4-pixel border crop, HR trimmed to a multiple of 4)"]
+
+
+@pytest.mark.parametrize("width,height,ok", [(20, 20, True), (23, 40, True), (19, 40, False), (40, 19, False)])
+def test_smallest_scorable_image_at_x4_is_20_pixels_after_trimming(tmp_path, capsys, width, height, ok):
+    # 11 (SSIM window) + 2 x 4 (border crop) = 19, and HR is trimmed to a multiple of 4: 20; 23 trims to 20
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(hr_dir / "edge.png")
+    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--figures", "0", "--out", str(tmp_path / "ev")],
+                       capsys)
+    if ok:
+        assert code == 0, err
+        row = json.loads((tmp_path / "ev" / "results.json").read_text())["rows"][0]
+        assert 0 < row["ssim"] < 1
+    else:
+        assert code == 2 and f"{width}x{height} is too small to score at x4" in err
+
+
+def test_center_crop_takes_the_middle_window_aligned_to_the_scale():
+    lr = np.arange(30 * 40).reshape(30, 40)
+    hr = np.arange(240 * 320).reshape(240, 320)
+    # x8: 180 // 8 = 22 LR pixels; top (30 - 22) // 2 = 4, left (40 - 22) // 2 = 9
+    lr_c, hr_c = evaluation.center_crop(lr, hr, 8)
+    np.testing.assert_array_equal(lr_c, lr[4:26, 9:31])
+    np.testing.assert_array_equal(hr_c, hr[32:208, 72:248])
+    # a side shorter than the window is kept whole
+    lr_c, hr_c = evaluation.center_crop(lr[:10], hr[:80], 8)
+    assert lr_c.shape == (10, 22) and hr_c.shape == (80, 176)

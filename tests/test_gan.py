@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sr_keras import gan, losses, models, training
+from sr_keras import callbacks, gan, losses, models
 from sr_keras.metrics import tf_psnr_y
 
 IMAGENET_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
@@ -95,12 +95,13 @@ def test_fit_logs_every_quantity_validation_psnr_ssim_and_both_rates_decay(conte
     lr, hr = _batch(3)
     train = tf.data.Dataset.from_tensors((lr, hr)).repeat()
     val = tf.data.Dataset.from_tensor_slices((lr, hr)).batch(1)
-    schedule = [training.LRSchedule(lambda epoch: 1e-4 * 0.1 ** epoch), gan.DiscriminatorFollowsLR()]
+    schedule = [callbacks.LRSchedule(lambda epoch: 1e-4 * 0.1 ** epoch)]
     hist = m.fit(train, steps_per_epoch=1, epochs=2, validation_data=val, verbose=0, callbacks=schedule).history
     assert set(hist) == set(gan.TRAIN_METRICS) | {"val_psnr", "val_ssim", "learning_rate"}
     sr = m.predict(lr, verbose=0)
     np.testing.assert_allclose(hist["val_psnr"][-1], np.mean(tf_psnr_y(sr, hr, 4)), rtol=1e-4)
-    # the trainer's schedule sets G's rate; D's follows it
+    # the schedule sets both networks' rates
+    assert float(m.g_optimizer.learning_rate) == pytest.approx(1e-5)
     assert float(m.d_optimizer.learning_rate) == pytest.approx(1e-5)
 
 

@@ -1,4 +1,4 @@
-"""sr_keras.inference: loading (.keras, export folder, SavedModel only), scale probe, exact tiling."""
+"""sr_keras.inference: loading (.keras, export folder, SavedModel only, old exports), exact tiling."""
 import os
 import shutil
 import tracemalloc
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sr_keras import models
+from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model
 from sr_keras.inference import analyse, load_upscaler, receptive_radius, tile_side, upscale_image
@@ -28,7 +29,7 @@ def tiny(tmp_path_factory):
     model = models.srresnet(4, num_blocks=2, filters=16)
     root = tmp_path_factory.mktemp("inference")
     model.save(root / "m.keras")
-    export_model(model, 4, str(root / "export"))
+    export_model(model, str(root / "export"), GeneratorConfig(4, num_blocks=2, filters=16))
     return model, root
 
 
@@ -50,10 +51,32 @@ def test_export_folder_and_savedmodel_signature_agree(tiny):
     os.remove(sm_only / "model.keras")
     a, b, c = load_upscaler(root / "export"), load_upscaler(sm_only), load_upscaler(root / "m.keras")
     assert a.radius == 12 and b.radius is None and b.scale == 4
+    assert a.config == b.config == GeneratorConfig(4, num_blocks=2, filters=16) and c.config is None
     lr = textured(18, 22, 1)
     outs = [u(lr).astype(int) for u in (a, b, c)]
     assert outs[0].shape == (72, 88, 3)
     assert np.abs(outs[0] - outs[1]).max() <= 1 and np.abs(outs[0] - outs[2]).max() <= 1
+
+
+def test_an_export_written_before_generator_json_still_loads(tiny, tmp_path):
+    _, root = tiny
+    old = tmp_path / "old"
+    shutil.copytree(root / "export", old)
+    os.remove(old / "generator.json")
+    up = load_upscaler(old)
+    assert (up.scale, up.radius, up.config) == (4, 12, None)
+
+
+def test_a_generator_json_that_contradicts_the_model_is_refused(tiny, tmp_path):
+    _, root = tiny
+    bad = tmp_path / "bad"
+    shutil.copytree(root / "export", bad)
+    (bad / "generator.json").write_text(GeneratorConfig(2, num_blocks=2, filters=16).to_json())
+    with pytest.raises(UserError, match=r"upscales x4 but its generator.json says x2"):
+        load_upscaler(bad)
+    (bad / "generator.json").write_text('{"scale": 4, "layers": 3}')  # written by some other tool
+    with pytest.raises(UserError, match=r"generator config '.*generator.json'.*layers"):
+        load_upscaler(bad)
 
 
 def test_receptive_radius_bounds_the_real_dependence(tiny):
@@ -133,11 +156,11 @@ def test_memory_stays_near_the_output_size(tiny):
     (lambda d: (d.with_suffix(".h5").write_bytes(b"x"), d.with_suffix(".h5"))[1], "neither"),
     (lambda d: (d.with_suffix(".keras").write_bytes(b"not a zip"), d.with_suffix(".keras"))[1], "cannot load"),
 ])
-def test_bad_model_paths_raise_user_error_naming_the_path(tmp_path, make, needle):
+def test_bad_model_paths_raise_user_error_naming_the_flag_and_path(tmp_path, make, needle):
     path = make(tmp_path / "m")
     with pytest.raises(UserError) as e:
-        load_upscaler(str(path))
-    assert str(path) in str(e.value) and needle in str(e.value)
+        load_upscaler(str(path), "--init-generator")
+    assert str(e.value).startswith(f"--init-generator '{path}'") and needle in str(e.value)
     assert "\n" not in str(e.value)
 
 

@@ -68,6 +68,47 @@ def test_pixel_shuffle_matches_numpy_reference(r):
     np.testing.assert_array_equal(np.asarray(models.PixelShuffle(r)(x)), _numpy_depth_to_space(x, r))
 
 
+def test_pixel_shuffle_orders_channels_unlike_pytorch():
+    # One LR pixel, r = 2, C = 2, channels 0..7. depth_to_space reads channel (dy*2 + dx)*2 + c.
+    x = np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8)
+    out = np.asarray(models.PixelShuffle(2)(x))[0]
+    np.testing.assert_array_equal(out[..., 0], [[0, 2], [4, 6]])
+    np.testing.assert_array_equal(out[..., 1], [[1, 3], [5, 7]])
+    # PyTorch's nn.PixelShuffle reads channel c*4 + dy*2 + dx: [[0, 1], [2, 3]] and [[4, 5], [6, 7]]
+
+
+def _torch_conv_pixel_shuffle(x, w, b, r):
+    """PyTorch semantics in NumPy: Conv2d(padding=1) with w [O, I, 3, 3] on x [I, H, W], then
+    pixel_shuffle: output (c, h*r + dy, w*r + dx) = conv channel c*r*r + dy*r + dx."""
+    _, h, wd = x.shape
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    conv = b[:, None, None] + sum(np.einsum("oi,ihw->ohw", w[:, :, ky, kx], xp[:, ky:ky + h, kx:kx + wd])
+                                  for ky in range(3) for kx in range(3))
+    c = conv.shape[0] // (r * r)
+    return conv.reshape(c, r, r, h, wd).transpose(0, 3, 1, 4, 2).reshape(c, h * r, wd * r)
+
+
+def test_pytorch_conv_weights_port_with_the_documented_permutation():
+    r, c_in, c = 2, 3, 2
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(c * r * r, c_in, 3, 3)).astype(np.float32)
+    b = rng.normal(size=c * r * r).astype(np.float32)
+    x = rng.random((c_in, 5, 4)).astype(np.float32)
+    want = _torch_conv_pixel_shuffle(x, w, b, r).transpose(1, 2, 0)
+
+    conv = keras.layers.Conv2D(c * r * r, 3, padding="same")
+    conv.build((1, 5, 4, c_in))
+    kernel = w.transpose(2, 3, 1, 0)  # the PixelShuffle docstring's recipe
+    ported = kernel.reshape(3, 3, c_in, c, r * r).transpose(0, 1, 2, 4, 3).reshape(3, 3, c_in, c * r * r)
+    conv.set_weights([ported, b.reshape(c, r * r).T.reshape(-1)])
+    got = np.asarray(models.PixelShuffle(r)(conv(x.transpose(1, 2, 0)[None])))[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+    conv.set_weights([kernel, b])  # the same weights without the permutation scramble the picture
+    naive = np.asarray(models.PixelShuffle(r)(conv(x.transpose(1, 2, 0)[None])))[0]
+    assert np.abs(naive - want).max() > 0.1
+
+
 def test_no_lambda_layers():
     for m in (models.srresnet(4, bicubic_skip=True, batch_norm=False), models.discriminator(48)):
         assert not any(isinstance(l, keras.layers.Lambda) for l in m.layers)

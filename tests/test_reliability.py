@@ -7,11 +7,14 @@ import glob
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import h5py
 import keras
@@ -24,7 +27,8 @@ import train_srgan
 import train_srresnet
 import upscale
 from benchmarks import data as bench_data
-from sr_keras import data, export, gan, inference, models, training
+from sr_keras import callbacks, data, export, gan, inference, models, runs
+from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.imresize import downscale
 
@@ -194,14 +198,14 @@ def test_srgan_absurd_learning_rate_stops_on_nan_and_keeps_the_last_good_run(div
     out, exp = str(tmp_path / "run"), str(tmp_path / "model")
     argv = [*TINY, *GAN, "--data", div2k, "--out", out, "--export", exp]
     train_srgan.main(argv + ["--epochs", "1"])
-    good_state, good_export = training.load_state(out), _digest(exp)
+    good_state, good_export = runs.load_state(out), _digest(exp)
     capsys.readouterr()
 
     code, stdout, err = run_cli(train_srgan.main, argv + ["--epochs", "3", "--resume", "--lr", "1e12"], capsys)
     assert_one_clean_line(code, err, "1e+12")
     assert re.search(r"\b(NaN|Inf)\b", err.strip().splitlines()[-1])
     assert "Epoch 2/3" in stdout and "Epoch 3/3" not in stdout  # stopped at once, within epoch 2
-    assert training.load_state(out) == good_state and _digest(exp) == good_export
+    assert runs.load_state(out) == good_state and _digest(exp) == good_export
     for name in os.listdir(os.path.join(out, "checkpoints")):
         assert not name.startswith(".tmp-")
         if name.endswith(".weights.h5"):
@@ -255,42 +259,52 @@ def test_seeded_runs_repeat_exactly_for_both_training_scripts(div2k, tmp_path):
 
 # ------------------------------------------------------------------------------------ crash safety
 
+def lines_until(proc, needle, timeout_s=300):
+    """proc's stdout lines up to the first holding `needle`; kills proc and fails after timeout_s."""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout_s
+    while not seen or needle not in seen[-1]:
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"no {needle!r} within {timeout_s}s; last output: {''.join(seen[-20:])}")
+    return seen
+
+
 def test_kill_9_during_srgan_training_then_resume_continues_both_optimizers(div2k, tmp_path, capsys):
     out = str(tmp_path / "run")
     argv = [*TINY, *GAN, "--data", div2k, "--out", out, "--export", str(tmp_path / "model"), "--epochs", "5"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train_srgan.py"), *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
-    seen = []
-    for line in proc.stdout:  # blocks on the child's output; no sleeping
-        seen.append(line)
-        if "Epoch 3/5" in line:
-            break
+    lines_until(proc, "Epoch 3/5")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any("Epoch 3/5" in ln for ln in seen), "".join(seen[-20:])
 
-    state = training.load_state(out)  # epoch 2 completed before "Epoch 3/5"; maybe one more meanwhile
-    assert 2 <= state["epoch"] < 5
+    state = runs.load_state(out)  # epoch 2 completed before "Epoch 3/5"; maybe one more meanwhile
+    assert 2 <= state.epoch < 5
     model = gan.SRGAN(models.srresnet(4, num_blocks=2, filters=16), models.discriminator(48),
                       lambda hr, sr: keras.ops.zeros(keras.ops.shape(hr)[:1]), scale=4)
     model.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
-    training.restore(model, out, state)
-    steps = 2 * state["epoch"]
+    runs.restore(model, out, state)
+    steps = 2 * state.epoch
     assert int(model.g_optimizer.iterations) == int(model.d_optimizer.iterations) == steps
 
     code, stdout, err = run_cli(train_srgan.main, argv + ["--resume"], capsys)
     assert code == 0, err
-    assert f"Epoch {state['epoch'] + 1}/5" in stdout and f"Epoch {state['epoch']}/5" not in stdout
+    assert f"Epoch {state.epoch + 1}/5" in stdout and f"Epoch {state.epoch}/5" not in stdout
     assert f"(G step {steps}, D step {steps})" in stdout
-    assert training.load_state(out)["epoch"] == 5
+    assert runs.load_state(out).epoch == 5
     assert not [n for n in os.listdir(os.path.join(out, "checkpoints")) if n.startswith(".tmp-")]
 
 
 def test_a_crash_while_exporting_keeps_the_previous_export(tmp_path, monkeypatch):
     dest = str(tmp_path / "model")
     keras.utils.set_random_seed(0)
-    export.export_model(models.srresnet(4, num_blocks=1, filters=8), 4, dest)
+    config = GeneratorConfig(4, num_blocks=1, filters=8)
+    export.export_model(config.build(), dest, config)
     before = _digest(dest)
 
     def crash(self, *args, **kwargs):  # the SavedModel is written; the process dies writing model.keras
@@ -298,7 +312,7 @@ def test_a_crash_while_exporting_keeps_the_previous_export(tmp_path, monkeypatch
 
     monkeypatch.setattr(keras.Model, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        export.export_model(models.srresnet(4, num_blocks=1, filters=8), 4, dest)
+        export.export_model(config.build(), dest, config)
     assert _digest(dest) == before and sorted(os.listdir(tmp_path)) == ["model"]
     monkeypatch.undo()
     assert inference.load_upscaler(dest).scale == 4
@@ -308,9 +322,9 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, mon
     x = np.random.default_rng(0).random((8, 4, 4, 3)).astype("float32")
     model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(3, 3, padding="same")])
     model.compile(keras.optimizers.Adam(1e-3), "mse")
-    ckpt = training.RunCheckpoint(str(tmp_path), model, {"model": "toy"}, monitor="loss")
+    ckpt = callbacks.RunCheckpoint(str(tmp_path), model, {"model": "toy"}, monitor="loss")
     model.fit(x, x, epochs=1, batch_size=4, verbose=0, callbacks=[ckpt])
-    state = training.load_state(str(tmp_path))
+    state = runs.load_state(str(tmp_path))
     real_save = keras.Model.save_weights
 
     def dies_half_way(self, path, *args, **kwargs):  # a partial file under the temporary name, then death
@@ -323,10 +337,13 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, x, initial_epoch=1, epochs=2, batch_size=4, verbose=0, callbacks=[ckpt])
     monkeypatch.undo()
-    assert training.load_state(str(tmp_path)) == state  # checkpoint.json still names epoch 1's files
+    assert runs.load_state(str(tmp_path)) == state  # checkpoint.json still names epoch 1's files
+    # the partial file was written under a temporary name and removed: no epoch-2 file, complete or not
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["best-e0001.weights.h5", "checkpoint.json",
+                                                            "last-e0001.weights.h5"]
     fresh = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(3, 3, padding="same")])
     fresh.compile(keras.optimizers.Adam(1e-3), "mse")
-    training.restore(fresh, str(tmp_path), state)
+    runs.restore(fresh, str(tmp_path), state)
     assert int(fresh.optimizer.iterations) == 2
 
 
@@ -354,8 +371,9 @@ def test_the_package_has_no_lambda_layers_pickle_or_unsafe_loading():
 
 def test_exports_load_in_safe_mode_and_code_in_a_model_file_is_refused(tmp_path):
     keras.utils.set_random_seed(0)
-    generator = models.srresnet(4, num_blocks=1, filters=8)
-    export.export_model(generator, 4, str(tmp_path / "model"))
+    config = GeneratorConfig(4, num_blocks=1, filters=8)
+    generator = config.build()
+    export.export_model(generator, str(tmp_path / "model"), config)
     loaded = keras.saving.load_model(str(tmp_path / "model" / "model.keras"), compile=False, safe_mode=True)
     x = np.random.default_rng(0).random((1, 6, 6, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(generator(x)), atol=1e-6)
@@ -371,4 +389,4 @@ def test_exports_load_in_safe_mode_and_code_in_a_model_file_is_refused(tmp_path)
     with pytest.raises(UserError, match=re.escape(evil) + ".*lambda"):
         inference.load_upscaler(evil)
     with pytest.raises(UserError, match=re.escape(evil) + ".*lambda"):
-        gan.load_init_generator(models.srresnet(4, num_blocks=1, filters=8), evil, 4)
+        gan.load_init_generator(config.build(), evil, config)

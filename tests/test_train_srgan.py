@@ -10,7 +10,8 @@ import tensorflow as tf
 from PIL import Image
 
 import train_srgan
-from sr_keras import gan, losses, models, training
+from sr_keras import gan, losses, models, runs, training
+from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model
 from sr_keras.imresize import downscale
@@ -38,14 +39,17 @@ def div2k(tmp_path_factory):
 def init_export(tmp_path_factory):
     """An SRResNet export as train_srresnet.py writes it (SavedModel + model.keras)."""
     keras.utils.set_random_seed(3)
-    g = models.srresnet(4, num_blocks=2, filters=16)
+    config = GeneratorConfig(4, num_blocks=2, filters=16)
+    g = config.build()
     out = str(tmp_path_factory.mktemp("init") / "g0")
-    export_model(g, 4, out)
+    export_model(g, out, config)
     return out, g
 
 
 def test_report_defaults():
-    args = train_srgan.build_parser().parse_args([])
+    parser = train_srgan.build_parser()
+    args = parser.parse_args([])
+    assert args.select == "val_psnr" and "--select {val_psnr,last}" in parser.format_help()
     assert (args.lr_decay_epochs, args.patience, args.lr, args.batch_size, args.hr_crop, args.epochs) == (
         150, 50, 1e-4, 8, 180, 300)
     assert (args.vgg_weights, args.content_input, args.content_layer, args.content_scale) == (
@@ -79,7 +83,7 @@ def test_init_generator_is_loaded_before_training(div2k, init_export, monkeypatc
     x = np.random.default_rng(0).random((1, 10, 12, 3), dtype=np.float32)
     seen = {}
 
-    def no_training(args, trainer, generator, *rest, **kwargs):
+    def no_training(train, trainer, generator, *rest, **kwargs):
         seen["sr"] = np.asarray(generator(x, training=False))
         seen["same_object"] = trainer.generator is generator
         raise _Stop
@@ -94,17 +98,21 @@ def test_init_generator_is_loaded_before_training(div2k, init_export, monkeypatc
 
 def test_init_generator_of_another_scale_or_architecture_is_refused(init_export, tmp_path):
     path, _ = init_export
-    with pytest.raises(UserError, match="is a x4 model but this run trains x2"):
-        gan.load_init_generator(models.srresnet(2, num_blocks=2, filters=16), path, 2)
-    with pytest.raises(UserError, match="--num-blocks 2 --filters 16 --batch-norm"):
-        gan.load_init_generator(models.srresnet(4, num_blocks=3, filters=16), path, 4)
+    x2 = GeneratorConfig(2, num_blocks=2, filters=16)
+    with pytest.raises(UserError, match=f"^--init-generator {path} is a x4 model but this run trains x2 "):
+        gan.load_init_generator(x2.build(), path, x2)
+    three = GeneratorConfig(4, num_blocks=3, filters=16)
+    with pytest.raises(UserError, match=r"another architecture \(--num-blocks 2 --filters 16 --batch-norm "
+                                        r"--no-bicubic-skip\) than this run's generator \(--num-blocks 3 "):
+        gan.load_init_generator(three.build(), path, three)
     # a plain SavedModel folder (no model.keras) is read through its variables
     saved = tmp_path / "sm"
     keras.utils.set_random_seed(4)
-    src = models.srresnet(4, num_blocks=2, filters=16)
-    export_model(src, 4, str(saved))
+    config = GeneratorConfig(4, num_blocks=2, filters=16)
+    src = config.build()
+    export_model(src, str(saved), config)
     os.remove(saved / "model.keras")
-    g = gan.load_init_generator(models.srresnet(4, num_blocks=2, filters=16), str(saved), 4)
+    g = gan.load_init_generator(config.build(), str(saved), config)
     x = np.random.default_rng(1).random((1, 8, 8, 3), dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(g(x)), np.asarray(src(x)))
 
@@ -125,17 +133,31 @@ def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
     argv = TINY + ["--data", div2k, "--out", out, "--export", export, "--vgg-weights", "random",
                    "--init-generator", init_export[0]]
     train_srgan.main(argv + ["--epochs", "1"])
+    capsys.readouterr()
+    # a resume must repeat G's loss settings: the checkpoint's losses and optimizer state were made with them
+    for flag, changed in (("--content-input", ["--content-input", "report"]),
+                          ("--content-layer", ["--content-layer", "block4_conv4"]),
+                          ("--content-scale", ["--content-scale", "1"]), ("--pixel-weight", ["--pixel-weight", "1"]),
+                          ("--content-weight", ["--content-weight", "2"]),
+                          ("--adversarial-weight", ["--adversarial-weight", "0.01"]),
+                          ("--precision", ["--precision", "mixed_bfloat16"])):
+        with pytest.raises(SystemExit) as exit_info:
+            train_srgan.main(argv + ["--epochs", "2", "--resume", *changed])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1, err
+        refusal = f"error: --resume: the checkpoint in {out} was made with other settings ({flag}: "
+        assert err[0].startswith(refusal), err
     train_srgan.main(argv + ["--epochs", "2", "--resume"])
     stdout = capsys.readouterr().out
-    assert "Epoch 2/2" in stdout and "(G step 2, D step 2)" in stdout
+    assert "Epoch 2/2" in stdout and "Epoch 1/2" not in stdout and "(G step 2, D step 2)" in stdout
 
     # the resumed run continued both optimizers: its last checkpoint holds 2 + 2 steps of each
-    state = training.load_state(out)
-    assert state["epoch"] == 2
+    state = runs.load_state(out)
+    assert state.epoch == 2
     model = gan.SRGAN(models.srresnet(4, num_blocks=2, filters=16), models.discriminator(48),
                       losses.pixel_loss, scale=4)
     model.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
-    training.restore(model, out, state)
+    runs.restore(model, out, state)
     assert int(model.g_optimizer.iterations) == 4 and int(model.d_optimizer.iterations) == 4
 
     tags = _scalar_tags(os.path.join(out, "logs"))
@@ -148,3 +170,21 @@ def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
     assert sr.dtype == tf.uint8 and tuple(sr.shape) == (1, 20, 28, 3)
     with open(os.path.join(out, "checkpoints", "checkpoint.json")) as f:
         assert json.load(f)["config"]["model"] == "srgan"
+
+
+def test_select_last_exports_the_last_epoch_without_early_stopping(div2k, init_export, tmp_path, capsys):
+    out, export = str(tmp_path / "run"), str(tmp_path / "model")
+    train_srgan.main(TINY + ["--data", div2k, "--out", out, "--export", export, "--vgg-weights", "random",
+                             "--init-generator", init_export[0], "--epochs", "2", "--patience", "1", "--select", "last",
+                             "--panel-images", "0"])
+    assert "exported the last epoch's model (epoch 2)" in capsys.readouterr().out
+    state = runs.load_state(out)
+    assert (state.epoch, state.best, state.monitor, state.callbacks) == (2, "best-e0002.weights.h5", None, {})
+    # the export is the generator of the last checkpoint
+    config = GeneratorConfig(4, num_blocks=2, filters=16)
+    last = gan.SRGAN(config.build(), models.discriminator(48), losses.pixel_loss, scale=4)
+    last.compile(keras.optimizers.Adam(), keras.optimizers.Adam())
+    runs.restore(last, out, state)
+    x = np.random.default_rng(2).random((1, 6, 6, 3), dtype=np.float32)
+    exported = keras.saving.load_model(os.path.join(export, "model.keras"), compile=False, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(exported(x)), np.asarray(last.generator(x, training=False)), atol=1e-6)

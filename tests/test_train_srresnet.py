@@ -2,9 +2,12 @@
 import glob
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +16,9 @@ import tensorflow as tf
 from PIL import Image
 
 import train_srresnet
-from sr_keras import training
+from sr_keras import cli, distribute, runs, training
+from sr_keras.config import GeneratorConfig
+from sr_keras.export import export_model
 from sr_keras.imresize import downscale
 from sr_keras.models import BicubicUpsample
 
@@ -55,10 +60,24 @@ def read_events(logdir):
 
 
 def restored_iterations(run):
-    state = training.load_state(run)
-    trainer, _ = training.build_srresnet_trainer(4, num_blocks=1, filters=8)
-    training.restore(trainer, run, state)
-    return state["epoch"], int(trainer.optimizer.iterations)
+    state = runs.load_state(run)
+    trainer, _ = training.build_srresnet_trainer(GeneratorConfig(4, num_blocks=1, filters=8))
+    runs.restore(trainer, run, state)
+    return state.epoch, int(trainer.optimizer.iterations)
+
+
+def lines_until(proc, needle, timeout_s=300):
+    """proc's stdout lines up to the first holding `needle`; kills proc and fails after timeout_s."""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout_s
+    while not seen or needle not in seen[-1]:
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            proc.kill()
+            pytest.fail(f"no {needle!r} within {timeout_s}s; last output: {''.join(seen[-20:])}")
+    return seen
 
 
 def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path, capsys):
@@ -87,9 +106,20 @@ def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path
     assert img.shape == (96, 3 * 96, 3)  # bicubic | SR | HR of the 96x96 validation photo
 
     assert restored_iterations(run) == (2, 4)
-    assert os.path.exists(training.best_weights_path(run))
+    assert os.path.exists(runs.best_weights_path(run))
 
-    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "3", "--resume"))
+    # a resume must repeat the settings its optimizer state and network depend on
+    for flag, argv in (("--precision", ["--precision", "mixed_float16"]), ("--bicubic-skip", ["--bicubic-skip"]),
+                       ("--loss", ["--loss", "l1"])):
+        with pytest.raises(SystemExit) as exit_info:
+            train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "3", "--resume", *argv))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1, err
+        refusal = f"error: --resume: the checkpoint in {run} was made with other settings ({flag}: "
+        assert err[0].startswith(refusal), err
+    assert runs.load_state(run).epoch == 2
+
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "3", "--resume", "--precision", "float32"))
     out = capsys.readouterr().out
     assert "Epoch 3/3" in out and "Epoch 1/3" not in out and "Epoch 2/3" not in out
     assert restored_iterations(run) == (3, 6)  # optimizer state carried on, not restarted
@@ -111,7 +141,7 @@ def test_nan_stops_with_a_clear_message_and_saves_nothing(div2k, tmp_path, capsy
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("error: ") and ("NaN" in err or "Inf" in err) and "Traceback" not in err
-    assert not (tmp_path / "model").exists() and training.load_state(str(tmp_path / "run")) is None
+    assert not (tmp_path / "model").exists() and runs.load_state(str(tmp_path / "run")) is None
 
 
 @pytest.mark.parametrize("case", ["resume-nothing", "export-clobber", "existing-run"])
@@ -136,14 +166,20 @@ def test_bad_run_folders_fail_before_training(div2k, tmp_path, capsys, case):
         assert os.listdir(tmp_path / "model") == ["important.txt"]
 
 
-def test_preset_demo_sets_the_recipe_and_flags_override_it():
+def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
+    # docs/training.md documents these values and saved_models/demo_x4 was trained with them
+    assert train_srresnet.PRESETS == {"demo": dict(
+        data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False, bicubic_skip=True,
+        loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16, augment_p=0.5, epochs=10,
+        steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True, out=os.path.join("runs", "demo_x4"),
+        export=os.path.join("saved_models", "demo_x4"))}
     parser = train_srresnet.build_parser()
-    args = training.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
-                               train_srresnet.PRESETS)
+    args = cli.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
+                          train_srresnet.PRESETS)
     assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.lr) == ("samples", 6, 32, False, 1e-3)
     assert (args.epochs, args.bicubic_skip, args.fresh) == (3, False, True)  # a second demo run starts over
-    assert not training.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
-    assert not training.parse_args(parser, [], train_srresnet.PRESETS).fresh
+    assert not cli.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
+    assert not cli.parse_args(parser, [], train_srresnet.PRESETS).fresh
     help_text = parser.format_help()
     for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images",
                  "--fresh"):
@@ -156,9 +192,7 @@ def test_kill_9_then_resume_continues_from_the_last_completed_epoch(div2k, tmp_p
            "--panel-images", "0"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": ROOT}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    for line in proc.stdout:  # blocks on the child's output, no sleeping
-        if "Epoch 4/6" in line:
-            break
+    lines_until(proc, "Epoch 4/6")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # epoch 3 was saved before "Epoch 4/6" was printed; the child may have finished another meanwhile
@@ -172,8 +206,33 @@ def test_kill_9_then_resume_continues_from_the_last_completed_epoch(div2k, tmp_p
 
 def test_bicubic_skip_trainer_starts_from_exactly_bicubic():
     x = np.random.default_rng(0).random((1, 10, 12, 3)).astype("float32")
-    _, generator = training.build_srresnet_trainer(4, num_blocks=1, filters=8, bicubic_skip=True)
+    _, generator = training.build_srresnet_trainer(GeneratorConfig(4, num_blocks=1, filters=8, bicubic_skip=True))
     expected = BicubicUpsample(4)(x).numpy()
     np.testing.assert_allclose(generator(x).numpy(), expected, atol=1e-5)
-    _, plain = training.build_srresnet_trainer(4, num_blocks=1, filters=8)
+    _, plain = training.build_srresnet_trainer(GeneratorConfig(4, num_blocks=1, filters=8))
     assert np.abs(plain.get_layer("tail_conv").kernel.numpy()).max() > 0  # report model: default init
+
+
+def test_mixed_precision_trainer_computes_its_loss_on_a_float32_output():
+    distribute.set_precision("mixed_float16")
+    try:
+        trainer, generator = training.build_srresnet_trainer(GeneratorConfig(4, num_blocks=1, filters=8))
+    finally:
+        distribute.set_precision("float32")
+    x = np.random.default_rng(0).random((1, 6, 6, 3)).astype("float32")
+    assert generator(x).dtype == "float16"  # the network computes in float16 ...
+    assert trainer(x).dtype == "float32"  # ... and the trainer hands losses and metrics float32
+    assert trainer.get_layer("sr_float32").dtype_policy.compute_dtype == "float32"
+
+
+def test_init_trunk_copies_every_layer_before_the_upsampling_from_another_scale(tmp_path):
+    source = GeneratorConfig(2, num_blocks=2, filters=8, batch_norm=False)
+    keras_source = source.build()
+    export_model(keras_source, str(tmp_path / "x2"), source)
+    generator = training.make_generator(GeneratorConfig(4, num_blocks=2, filters=8, batch_norm=False))
+    tail_before = generator.get_layer("tail_conv").get_weights()[0]
+    assert training.init_trunk(generator, str(tmp_path / "x2")) == 9  # head conv + PReLU, 2 x 3 per block, body
+    for name in ("head_conv", "head_prelu", "block0_conv1", "block0_prelu", "block1_conv2", "body_conv"):
+        for got, want in zip(generator.get_layer(name).get_weights(), keras_source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+    np.testing.assert_array_equal(generator.get_layer("tail_conv").get_weights()[0], tail_before)

@@ -1,4 +1,5 @@
-"""upscale.py: modes kept (RGB, RGBA, grey, 16-bit grey, palette), seamless tiles, bad files skipped by name."""
+"""upscale.py: modes kept (RGB, RGBA, grey, 16-bit grey, palette), seamless tiles, bad files skipped by name,
+models by name from any working directory."""
 import keras
 import numpy as np
 import pytest
@@ -93,6 +94,7 @@ def test_tiles_are_seamless_through_the_cli(tmp_path, model_path, photo, capsys)
     (["--model", "{tmp}/nope", "{img}"], "nope"),
     (["--model", "{model}", "{tmp}/missing.png"], "missing.png"),
     (["--model", "{model}", "{tmp}/emptydir"], "emptydir"),
+    (["--model", "no_such_model_x4", "{img}"], "'no_such_model_x4' not found"),
 ])
 def test_bad_arguments_give_one_line(tmp_path, model_path, photo, capsys, args, needle):
     img = tmp_path / "a.png"
@@ -105,6 +107,11 @@ def test_bad_arguments_give_one_line(tmp_path, model_path, photo, capsys, args, 
     assert all(line.startswith("error: ") for line in err.strip().splitlines() if not line.startswith("upscale"))
 
 
+def test_a_negative_tile_is_refused_by_argparse(capsys):
+    code, _, err = run(["--model", "m", "a.png", "--out", "o", "--tile", "-1"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].endswith("argument --tile: expected an integer >= 0, got '-1'")
+
+
 def test_help_lists_defaults(capsys):
     with pytest.raises(SystemExit):
         upscale.main(["--help"])
@@ -113,21 +120,18 @@ def test_help_lists_defaults(capsys):
     assert "--tile-memory" in text and "(default: 768)" in text
 
 
-@pytest.mark.parametrize("shape,dtype,mode", [
-    ((37, 29), np.uint8, "L"), ((37, 29, 2), np.uint8, "LA"), ((37, 29, 3), np.uint8, "RGB"),
-    ((37, 29, 4), np.uint8, "RGBA"), ((37, 29), np.uint16, "I;16"),
-])
-def test_png_stream_round_trips_through_pillow(tmp_path, shape, dtype, mode):
-    rng = np.random.default_rng(0)
-    top = np.iinfo(dtype).max
-    smooth = np.cumsum(rng.integers(0, 3, shape), axis=1) % (top + 1)  # rows that filters can predict
-    img = np.where(rng.random(shape) < 0.2, rng.integers(0, top + 1, shape), smooth).astype(dtype)
-    path = tmp_path / "x.png"
-    with open(path, "wb") as f:
-        png = upscale.PngStream(f, shape[1], shape[0], 1 if len(shape) == 2 else shape[2], dtype)
-        for i in range(0, shape[0], 10):  # bands, as the tiles arrive
-            png.write(img[i:i + 10])
-        png.close()
-    back = Image.open(path)
-    assert back.mode == mode
-    assert np.array_equal(np.asarray(back), img)
+def test_a_model_name_resolves_from_another_working_directory(tmp_path, photo, capsys, monkeypatch):
+    Image.fromarray(photo[:24, :20]).save(tmp_path / "p.png")
+    monkeypatch.chdir(tmp_path)  # no saved_models/ here: the name is found beside the package
+    code, stdout, _ = run(["--model", "demo_x4", "p.png", "--out", "o"], capsys)
+    assert code == 0 and "wrote 1 image(s) to o" in stdout
+    assert Image.open(tmp_path / "o" / "p_x4.png").size == (80, 96)
+
+
+def test_an_unknown_model_name_lists_the_known_names(tmp_path, photo, capsys, monkeypatch):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    monkeypatch.delenv("SR_KERAS_MODELS", raising=False)
+    code, _, err = run(["--model", "srresnet_x5", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--model 'srresnet_x5' not found" in err and "known names:" in err and "demo_x4" in err
+    assert not (tmp_path / "o").exists()

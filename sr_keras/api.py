@@ -1,0 +1,84 @@
+"""The Python API: load a trained upscaler by name or path, upscale a picture in one call.
+
+    import sr_keras
+    big = sr_keras.upscale(pixels, model="srresnet_x4")    # uint8 HxWx3 in, uint8 (4H)x(4W)x3 out
+    upscaler = sr_keras.load("srresnet_x4")                # sr_keras.inference.Upscaler
+
+Names resolve as for `upscale.py --model` (sr_keras.loading.resolve_model): the repository's
+saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
+same tiles, grey stays grey, alpha is upscaled with bicubic.
+"""
+import os
+
+import numpy as np
+
+from sr_keras.loading import resolve_model
+
+_CACHE = {}  # (real path, modification time) -> Upscaler
+
+
+def load(name_or_path):
+    """The Upscaler of a model name or path, loaded once per model file.
+
+    Args:
+        name_or_path: a model name (e.g. "srresnet_x4"), an export folder or a .keras file.
+
+    Returns:
+        sr_keras.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.
+
+    Raises:
+        sr_keras.errors.UserError: the model cannot be found or loaded (one line naming it).
+    """
+    from sr_keras.inference import load_upscaler
+
+    path = resolve_model(name_or_path, "model")
+    # a re-export replaces the folder (a new modification time), so it is loaded again
+    key = (os.path.realpath(path), os.stat(path).st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE[key] = load_upscaler(path, "model")
+    return _CACHE[key]
+
+
+def _pixels(image):
+    """(pixels, alpha) of an array, a path or a Pillow image, as upscale.py reads a file."""
+    from PIL import Image
+
+    from sr_keras.imageio import read_image
+    from sr_keras.upscaling import split_alpha
+
+    if isinstance(image, (str, os.PathLike)):
+        pixels, alpha, _ = read_image(image)
+        return pixels, alpha
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
+            image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+        image = np.asarray(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a NumPy array, a path or a PIL image. Received: image={type(image)}")
+    return split_alpha(image)
+
+
+def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768):
+    """Upscale one picture with a trained model, tile by tile as upscale.py does.
+
+    Args:
+        image: a NumPy array (uint8 HxWx3 RGB or HxW grey, uint8 HxWx4 RGBA or HxWx2 grey + alpha,
+            uint16 HxW or HxWx3), an image file path, or a PIL image.
+        model: a model name, an export folder or a .keras file (loaded once, then cached).
+        tile: largest tile side in LR pixels; 0 = the whole picture in one pass.
+        overlap: LR pixels of context around each tile (raised to the model's receptive radius).
+        tile_memory: MB one tile's activations may take; tiles shrink to fit (0 = no limit).
+
+    Returns:
+        np.ndarray: the picture s times larger, same dtype and channels as the input.
+    """
+    from sr_keras.upscaling import upscale_pixels
+
+    upscaler = load(model)
+    pixels, alpha = _pixels(image)
+    s = upscaler.scale
+    channels = pixels.shape[2:] if alpha is None else ((pixels.shape[2] if pixels.ndim == 3 else 1) + 1,)
+    out = np.empty((pixels.shape[0] * s, pixels.shape[1] * s) + channels, pixels.dtype)
+    for row, band in upscale_pixels(upscaler, pixels, alpha, tile, overlap, tile_memory):
+        out[row:row + band.shape[0]] = band
+    return out

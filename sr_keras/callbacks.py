@@ -1,0 +1,211 @@
+"""The callbacks of a training run: learning-rate schedule, resumable early stopping, the NaN/Inf
+guard, the TensorBoard image panel and the run checkpoint (sr_keras.runs holds the run folder)."""
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sr_keras import runs
+from sr_keras.config import RunState
+from sr_keras.errors import UserError
+from sr_keras.imresize import upscale_bicubic
+from sr_keras.metrics import to_uint8
+
+PANEL_MAX_HR = 192  # panel crop side (HR pixels): big enough to judge detail, small enough for 300 epochs
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or Inf; training stopped without saving anything from that epoch."""
+
+
+def lr_schedule(train):
+    """Epoch -> learning rate of a run (a config.TrainConfig). A pure function of the epoch, so a
+    resumed fit (initial_epoch) lands on the right value without extra state."""
+    base, total = train.lr, train.epochs
+    if train.lr_schedule == "cosine":
+        return lambda epoch: base * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
+    every, factor = train.lr_decay_epochs, train.lr_decay_factor
+    return lambda epoch: base * factor ** (epoch // every)
+
+
+class LRSchedule(keras.callbacks.LearningRateScheduler):
+    """Keras' LearningRateScheduler over an epoch -> rate function (TensorBoard logs the rate). A model
+    with several optimizers (SRGAN's `optimizers`: G's and D's) has all of them set: the report decays
+    both networks' rates together."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__(lambda epoch, lr: schedule(epoch), verbose=verbose)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        for optimizer in getattr(self.model, "optimizers", None) or ():
+            if optimizer is not self.model.optimizer:
+                optimizer.learning_rate = rate
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on validation PSNR whose counters survive --resume (get_state / `state`)."""
+
+    def __init__(self, patience, monitor="val_psnr", mode="max", state=None):
+        super().__init__(monitor=monitor, mode=mode, patience=patience, verbose=1)
+        self._initial_state = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._initial_state:
+            self.wait = int(self._initial_state["wait"])
+            self.best = self._initial_state["best"]
+            self.best_epoch = int(self._initial_state["best_epoch"])
+
+    def get_state(self):
+        best = None if self.best is None or not math.isfinite(self.best) else float(self.best)
+        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch),
+                "stopped_epoch": int(self.stopped_epoch)}
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or Inf, and at the end of an epoch whose
+    validation results or weights are not finite, by raising NonFiniteLoss.
+
+    Raising (rather than stop_training) ends fit() at once; at the end of an epoch it must come first
+    in the callback list, before RunCheckpoint. So no checkpoint, best model or export is ever written
+    from NaN weights; the last good checkpoint stays as it was. (A step's loss is computed before its
+    update, so the last step of an epoch can blow the weights up with a finite loss: only the epoch-end
+    check of the validation results and the weights catches that.)
+    """
+
+    def __init__(self, checkpoint_dir, lr, keys=None):
+        super().__init__()
+        self.checkpoint_dir, self.lr, self.keys = checkpoint_dir, lr, keys
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key, value in (logs or {}).items():
+            if self._is_loss(key):
+                value = float(value)
+                if not math.isfinite(value):
+                    self._stop(f"{key} is {'NaN' if math.isnan(value) else 'Inf'} at epoch {self.epoch + 1}, "
+                               f"step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            value = float(value)
+            # losses must be finite; other validation results must not be NaN (PSNR is +Inf legitimately
+            # for a perfect image)
+            if (self._is_loss(key) and not math.isfinite(value)) or (key.startswith("val_") and math.isnan(value)):
+                what = "NaN" if math.isnan(value) else "Inf"
+                self._stop(f"{key} is {what} after epoch {epoch + 1}"
+                           f"{' (validation)' if key.startswith('val_') else ''}")
+        for weight in self.model.weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+                self._stop(f"weight {weight.path} is not finite after epoch {epoch + 1}")
+
+    def _is_loss(self, key):
+        return key in self.keys if self.keys else "loss" in key
+
+    def _stop(self, what):
+        raise NonFiniteLoss(f"{what}: training stopped and nothing from this epoch was saved (earlier "
+                            f"checkpoints in {self.checkpoint_dir} are kept); lower --lr (it was {self.lr:g}) "
+                            "or check the data")
+
+
+class ImagePanel(keras.callbacks.Callback):
+    """Each epoch, logs `bicubic-upscaled LR | SR | HR` for a few fixed validation crops to TensorBoard."""
+
+    def __init__(self, log_dir, generator, pairs, scale):
+        super().__init__()
+        self.log_dir, self.generator, self.scale = log_dir, generator, scale
+        self.pairs = [_panel_crop(lr, hr, scale) for lr, hr in pairs]
+        self.writer = None
+
+    def on_train_begin(self, logs=None):
+        self.writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default():
+            for i, (lr, bicubic, hr) in enumerate(self.pairs):
+                sr = to_uint8(keras.ops.convert_to_numpy(
+                    keras.ops.cast(self.generator(lr[None], training=False)[0], "float32")))
+                panel = np.concatenate([bicubic, sr, hr], axis=1)
+                tf.summary.image(f"val_panel/{i}", panel[None], step=epoch,
+                                 description="bicubic-upscaled LR | SR | HR")
+        self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
+
+
+def _panel_crop(lr, hr, scale):
+    """Centre crop (HR side <= PANEL_MAX_HR) of one validation pair -> (lr float, bicubic u8, hr u8)."""
+    lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)
+    side = PANEL_MAX_HR // scale
+    h, w = min(side, lr.shape[0]), min(side, lr.shape[1])
+    top, left = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
+    lr = lr[top:top + h, left:left + w]
+    hr = hr[top * scale:(top + h) * scale, left * scale:(left + w) * scale]
+    return lr, upscale_bicubic(to_uint8(lr), scale), to_uint8(hr)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch: the selected generator's weights (when the monitored value improved, or every
+    epoch with monitor=None), the trainer's weights with optimizer state, then checkpoint.json (a
+    config.RunState) naming them. Files no longer named by checkpoint.json are removed only after it is
+    replaced, so a kill at any moment leaves the last complete epoch.
+
+    Args:
+        out_dir: the run folder.
+        generator: the network whose weights are exported.
+        config: the run's resume config (RunState.config).
+        stateful: {name: callback with get_state()} saved in RunState.callbacks.
+        monitor: epoch log to maximise, or None to select the last epoch.
+        state: the RunState resumed from, or None.
+        write: False on non-chief workers of a multi-worker run (they write nothing).
+    """
+
+    def __init__(self, out_dir, generator, config, stateful=None, monitor="val_psnr", state=None, write=True):
+        super().__init__()
+        self.dir = os.path.join(out_dir, runs.CHECKPOINT_DIR)
+        self.generator, self.config, self.monitor, self.write = generator, config, monitor, write
+        self.stateful = stateful or {}
+        # a resumed run keeps the best so far only when it was chosen on the same log
+        same = state is not None and state.monitor == monitor
+        self.best_file = state.best if same else None
+        self.best = state.best_value if same else None
+        self.best_epoch = state.best_epoch if same else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor is None:
+            improved, current = True, None
+        else:
+            current = logs.get(self.monitor)
+            improved = current is not None and math.isfinite(current) and (self.best is None or current > self.best)
+        if not self.write:
+            return
+        os.makedirs(self.dir, exist_ok=True)
+        tag = f"e{epoch + 1:04d}"
+        if improved:
+            self.best_file, self.best_epoch = f"best-{tag}.weights.h5", epoch + 1
+            self.best = None if current is None else float(current)
+            runs.atomic_save_weights(self.generator, os.path.join(self.dir, self.best_file))
+        last_file = f"last-{tag}.weights.h5"
+        runs.atomic_save_weights(self.model, os.path.join(self.dir, last_file))
+        state = RunState(epoch=epoch + 1, last=last_file, best=self.best_file, best_value=self.best,
+                         best_epoch=self.best_epoch, monitor=self.monitor, config=self.config,
+                         callbacks={name: cb.get_state() for name, cb in self.stateful.items()},
+                         logs={k: float(v) for k, v in logs.items()}, time=time.time())
+        runs.write_state(self.dir, state)
+        keep = {runs.STATE_FILE, last_file, self.best_file}
+        for name in os.listdir(self.dir):
+            if name not in keep and name.endswith(".weights.h5") and not name.startswith(".tmp-"):
+                os.remove(os.path.join(self.dir, name))
+        # one trainer per run folder: another pid's temporary file is a leftover of a killed run
+        for name in runs.stale_temp_files(self.dir):
+            os.remove(os.path.join(self.dir, name))

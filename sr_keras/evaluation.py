@@ -1,0 +1,396 @@
+"""Scoring SR models against bicubic (PSNR/SSIM on Y, the report's Table 2) and the result files.
+
+Pairs come from a folder of HR photographs (LR given by file stem or made with MATLAB-style bicubic)
+or from a DIV2K track (sr_keras.data). Each image is scored for the bicubic baseline and for every
+model; `Scores` keeps the per-image values and the means per (model, track), and `write_results`
+writes results.json/.csv/.md and per_image.csv. The metric convention is sr_keras.metrics'.
+"""
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from sr_keras import data, figures, imageio, imresize, metrics, tensorboard
+from sr_keras.errors import UserError, first_line
+from sr_keras.inference import load_upscaler, upscale_image
+
+REPORT_TRACKS = ("bicubic_x2", "bicubic_x3", "bicubic_x4", "unknown_x2", "unknown_x3", "unknown_x4")
+BASELINE = "bicubic"
+CENTER = 180  # the report scored 180x180 centre crops
+
+
+def parse_models(specs):
+    """`NAME=PATH` strings (the --model values) -> [(name, path)]; UserError naming a bad one."""
+    models = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--model '{spec}' must be NAME=PATH, e.g. --model srresnet=saved_models/srresnet_x4")
+        if name.lower() == BASELINE:
+            raise UserError(f"--model '{spec}': the name '{BASELINE}' is the baseline row; choose another")
+        if name in (m[0] for m in models):
+            raise UserError(f"--model '{spec}': the name '{name}' is given twice")
+        models.append((name, path))
+    return models
+
+
+# ---------------------------------------------------------------- pairs
+
+def too_small(image, width, height, scale):
+    """The one-line UserError for an image that SSIM's window cannot score at `scale`."""
+    side = metrics.min_scorable_size(scale)
+    win = metrics.SSIM_WINDOW
+    return UserError(f"{image}: {width}x{height} is too small to score at x{scale}: SSIM's {win}x{win} window "
+                     f"needs at least {side}x{side} pixels ({win} after the {scale}-pixel border crop, "
+                     f"HR trimmed to a multiple of {scale})")
+
+
+def _header(path):
+    """(width, height, mode) of an image file without decoding its pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.width, im.height, im.mode
+    except UnidentifiedImageError as e:
+        raise UserError(f"cannot read image '{path}': not an image, or its header is corrupt") from e
+    except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
+        raise UserError(f"cannot read image '{path}': {first_line(e)}") from e
+
+
+def check_scorable(path, scale):
+    """Mode of the HR image file `path`; UserError naming it when it is too small to score at `scale`.
+
+    The scored HR is trimmed to a multiple of the scale (its LR side is the floor or ceil of HR/s).
+    """
+    w, h, mode = _header(path)
+    if min(w // scale, h // scale) * scale < metrics.min_scorable_size(scale):
+        raise too_small(path, w, h, scale)
+    return mode
+
+
+def _image_files(folder, flag):
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} '{folder}' is not a folder")
+    files = imageio.list_images(folder)
+    if not files:
+        raise UserError(f"{flag} '{folder}' holds no images ({', '.join(imageio.IMAGE_EXTENSIONS)})")
+    return files
+
+
+class FolderTrack:
+    """Folder mode: every image of `hr_dir`, its LR image found in `lr_dir` by file stem (0801.png or
+    0801x4.png) or, without `lr_dir`, made from it with MATLAB-compatible bicubic.
+
+    The constructor checks what file headers can tell (LR files present, every image large enough to
+    score, see sr_keras.metrics.min_scorable_size), so bad input fails before a model is loaded; the
+    HR/LR size match is checked as each pair is read.
+    """
+
+    track = None
+
+    def __init__(self, hr_dir, lr_dir, scale):
+        self.hr_dir, self.lr_dir, self.scale = hr_dir, lr_dir, scale
+        self.label = f"x{scale}"
+        self.hr_files = _image_files(hr_dir, "--hr-dir")
+        self.count = len(self.hr_files)
+        self.lr_files = {}
+        if lr_dir is not None:
+            by_stem = {}
+            for n in _image_files(lr_dir, "--lr-dir"):
+                by_stem.setdefault(os.path.splitext(n)[0].lower(), n)
+            for n in self.hr_files:
+                stem = os.path.splitext(n)[0].lower()
+                self.lr_files[n] = by_stem.get(stem) or by_stem.get(f"{stem}x{scale}")
+            missing = [n for n, lr in self.lr_files.items() if lr is None]
+            if missing:
+                raise UserError(f"--lr-dir '{lr_dir}' has no LR image for {len(missing)} HR file(s), e.g. "
+                                f"'{missing[0]}' (looked for the same stem, or the stem + 'x{scale}')")
+        self._check_headers()
+
+    def _check_headers(self):
+        odd = None
+        for n in self.hr_files:
+            files = [os.path.join(self.hr_dir, n)]
+            modes = [check_scorable(files[0], self.scale)]
+            if n in self.lr_files:
+                files.append(os.path.join(self.lr_dir, self.lr_files[n]))
+                modes.append(_header(files[1])[2])
+            odd = odd or next(((f, m) for f, m in zip(files, modes) if m != "RGB"), None)
+        if odd:
+            tqdm.write(f"note: '{odd[0]}' is {odd[1]}; it is scored as 8-bit RGB (as are any other non-RGB "
+                       "images)", file=sys.stderr)
+
+    def pairs(self):
+        """Yields (name, lr_u8, hr_u8) per HR file, HR trimmed to `scale` times LR from the top-left."""
+        s = self.scale
+        for n in self.hr_files:
+            hr_path = os.path.join(self.hr_dir, n)
+            hr = imageio.read_rgb(hr_path)
+            if self.lr_dir is None:
+                hr = imresize.crop_to_multiple(hr, s)
+                lr = imresize.downscale(hr, s)
+            else:
+                lr_path = os.path.join(self.lr_dir, self.lr_files[n])
+                lr = imageio.read_rgb(lr_path)
+                (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
+                # the pairing rule of sr_keras.data: LR side = floor or ceil of HR side / s
+                if abs(s * lh - hh) >= s or abs(s * lw - hw) >= s:
+                    raise UserError(f"LR '{lr_path}' is {lw}x{lh} but HR '{hr_path}' is {hw}x{hh}: "
+                                    f"not a x{s} pair (check --scale)")
+                lh, lw = min(lh, hh // s), min(lw, hw // s)
+                lr, hr = lr[:lh, :lw], hr[:s * lh, :s * lw]
+            yield os.path.splitext(n)[0], lr, hr
+
+
+class Div2kTrack:
+    """DIV2K mode: the pairs of one track and split from sr_keras.data.eval_dataset (a source the
+    track is missing from fails here, before any scoring)."""
+
+    def __init__(self, source, track, split):
+        self.source, self.track, self.split = source, track, split
+        self.scale = data.scale_of(track)
+        self.label = track
+        paths = data.eval_names(source, track, split)
+        for path in paths:
+            if os.path.isfile(str(path)):  # folder sources name files: check sizes before any scoring
+                check_scorable(path, self.scale)
+        self.names = [image_name(n) for n in paths]
+        self.count = len(self.names)
+
+    def pairs(self):
+        """Yields (name, lr_u8, hr_u8) per image of the split, in eval_names' order."""
+        ds = data.eval_dataset(self.source, self.track, self.split)
+        for name, (lr, hr) in zip(self.names, ds.as_numpy_iterator()):
+            yield name, metrics.to_uint8(lr[0]), metrics.to_uint8(hr[0])
+
+
+def image_name(name):
+    """'.../DIV2K_valid_HR/0851.png' -> '0851'; 'samples:chelsea' -> 'chelsea'."""
+    return os.path.splitext(os.path.basename(str(name).split(":")[-1]))[0]
+
+
+def center_crop(lr, hr, scale, size=CENTER):
+    """The report's protocol: a size x size HR centre window (aligned to the scale) and the LR window it
+    comes from; a smaller image is kept whole along that side.
+
+    Args:
+        lr: LR image, HxW(xC).
+        hr: its HR image, `scale` times larger.
+        scale: the upscaling factor.
+        size: the HR window side; floored to a multiple of `scale` (176 at x8).
+    """
+    side = size // scale
+    lh, lw = lr.shape[:2]
+    ch, cw = min(side, lh), min(side, lw)
+    y, x = (lh - ch) // 2, (lw - cw) // 2
+    return lr[y:y + ch, x:x + cw], hr[y * scale:(y + ch) * scale, x * scale:(x + cw) * scale]
+
+
+# ---------------------------------------------------------------- scoring
+
+class Scores:
+    """Per-image scores; means per (model, track)."""
+
+    def __init__(self):
+        self.per_image = []
+
+    def add(self, image, track, scale, model, psnr, ssim):
+        self.per_image.append({"image": image, "track": track, "scale": scale, "model": model,
+                               "psnr": psnr, "ssim": ssim})
+
+    def rows(self):
+        keys = list(dict.fromkeys((r["model"], r["track"], r["scale"]) for r in self.per_image))
+        out = []
+        for model, track, scale in keys:
+            sel = [r for r in self.per_image if (r["model"], r["track"], r["scale"]) == (model, track, scale)]
+            out.append({"model": model, "track": track, "scale": scale,
+                        "psnr": float(np.mean([r["psnr"] for r in sel])),
+                        "ssim": float(np.mean([r["ssim"] for r in sel])), "images": len(sel)})
+        return out
+
+
+def score(hr, sr, scale, image):
+    """(PSNR, SSIM) on Y of uint8 `sr` against `hr`; UserError naming `image` when it is too small."""
+    if min(hr.shape[:2]) < metrics.min_scorable_size(scale):
+        raise too_small(image, hr.shape[1], hr.shape[0], scale)
+    return metrics.psnr_y(hr, sr, scale), metrics.ssim_y(hr, sr, scale)
+
+
+def bicubic_vs_model(export_dir, pairs, scale):
+    """Mean PSNR-Y / SSIM-Y of bicubic and of the exported SavedModel on (lr, hr) float pairs."""
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    rows = {"bicubic": [], "model": []}
+    for lr, hr in tqdm(pairs, desc="scoring test images", unit="img"):
+        lr8, hr8 = metrics.to_uint8(lr), metrics.to_uint8(hr)
+        sr8 = serve(images=tf.constant(lr8[None]))["sr"][0].numpy()
+        for name, img in (("bicubic", imresize.upscale_bicubic(lr8, scale)), ("model", sr8)):
+            rows[name].append((metrics.psnr_y(hr8, img, scale), metrics.ssim_y(hr8, img, scale)))
+    return {name: tuple(float(np.mean(col)) for col in zip(*vals)) for name, vals in rows.items()}
+
+
+def format_table(scores, n, scale):
+    """bicubic_vs_model's scores as the few lines the training scripts print."""
+    (bp, bs), (mp, ms) = scores["bicubic"], scores["model"]
+    return "\n".join([
+        f"x{scale} on {n} test image(s) never seen in training (Y channel, {scale}-pixel border cropped):",
+        f"  {'':8s} {'PSNR-Y':>8s} {'SSIM-Y':>8s}",
+        f"  {'bicubic':8s} {bp:8.2f} {bs:8.4f}",
+        f"  {'model':8s} {mp:8.2f} {ms:8.4f}",
+        f"  {'gain':8s} {mp - bp:+8.2f} {ms - bs:+8.4f}",
+    ])
+
+
+# ---------------------------------------------------------------- result files
+
+def _finite(v):
+    return v if isinstance(v, float) and math.isfinite(v) else None
+
+
+def _csv(rows, fields):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else ("" if r[k] is None else r[k]))
+                    for k in fields})
+    return buf.getvalue()
+
+
+def scale_note(protocol):
+    return ("whole images, `scale` border pixels cropped" if protocol == "full"
+            else "180x180 HR centre crops, `scale` border pixels cropped")
+
+
+def results_markdown(rows, protocol):
+    """Table 2 shape: models as rows, tracks as columns, PSNR/SSIM cells."""
+    cols = list(dict.fromkeys(r["track"] or f"x{r['scale']}" for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["model"], r["track"] or f"x{r['scale']}"): f"{r['psnr']:.2f}/{r['ssim']:.4f}" for r in rows}
+    lines = [f"PSNR (dB) / SSIM on Y, {scale_note(protocol)}", "",
+             "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + m + " | " + " | ".join(cell.get((m, c), "-") for c in cols) + " |" for m in models]
+    n = sorted({r["images"] for r in rows})
+    lines += ["", f"images per track: {', '.join(map(str, n))}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out, protocol, scores):
+    """results.json/.csv/.md and per_image.csv in `out`, each written atomically; returns the Markdown."""
+    rows = scores.rows()
+    doc = {"protocol": protocol,
+           "rows": [{**r, "psnr": _finite(r["psnr"]), "ssim": _finite(r["ssim"])} for r in rows]}
+    imageio.atomic_write_text(os.path.join(out, "results.json"), json.dumps(doc, indent=2) + "\n")
+    imageio.atomic_write_text(os.path.join(out, "results.csv"),
+                              _csv(rows, ["model", "track", "scale", "psnr", "ssim", "images"]))
+    md = results_markdown(rows, protocol)
+    imageio.atomic_write_text(os.path.join(out, "results.md"), md)
+    imageio.atomic_write_text(os.path.join(out, "per_image.csv"),
+                              _csv(scores.per_image, ["image", "track", "scale", "model", "psnr", "ssim"]))
+    return md
+
+
+# ---------------------------------------------------------------- the evaluation loop
+
+class ModelCache:
+    """One load per model path, shared by the tracks that use it."""
+
+    def __init__(self):
+        self.loaded = {}
+
+    def get(self, path):
+        if path not in self.loaded:
+            self.loaded[path] = load_upscaler(path, "--model")
+        return self.loaded[path]
+
+
+def track_models(track, models, cache):
+    """[(name, upscaler)] for one track ({track} filled in), each checked against the track's scale."""
+    ups = []
+    for name, template in models:
+        path = template.replace("{track}", track.track) if track.track else template
+        up = cache.get(path)
+        if up.scale != track.scale:
+            where = f"track {track.track}" if track.track else f"--scale {track.scale}"
+            raise UserError(f"--model '{name}={template}': '{path}' upscales x{up.scale} but {where} needs "
+                            f"x{track.scale}" + ("" if "{track}" in template or not track.track
+                                                 else "; put {track} in the path"))
+        ups.append((name, up))
+    return ups
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How images are scored and shown.
+
+    Args:
+        protocol: "full" (whole images) or "center180" (the report's HR centre window).
+        figures: comparison figures for the first N images of each track (-1 = all).
+        tile: inference tile side in LR pixels (0 = whole image).
+        tile_overlap: LR pixels of context around each tile.
+    """
+
+    protocol: str = "full"
+    figures: int = 4
+    tile: int = 256
+    tile_overlap: int = 16
+
+
+def evaluate_track(track, ups, options, scores, fig_dir):
+    """Scores the bicubic baseline and every (name, upscaler) on each pair of `track`; writes the
+    comparison figures of the first `options.figures` images to `fig_dir`."""
+    scale = track.scale
+    bar = tqdm(track.pairs(), total=track.count, desc=f"evaluate {track.label}", unit="img")
+    for i, (image, lr, hr) in enumerate(bar):
+        if options.protocol == "center180":
+            lr, hr = center_crop(lr, hr, scale)
+        outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
+        outputs += [(name, upscale_image(up, lr, tile=options.tile, overlap=options.tile_overlap))
+                    for name, up in ups]
+        panels = []
+        for name, sr in outputs:
+            p, s = score(hr, sr, scale, image)
+            scores.add(image, track.track, scale, name, p, s)
+            panels.append((f"{name}\n{p:.2f} dB / {s:.4f}", sr))
+        if options.figures < 0 or i < options.figures:
+            path = os.path.join(fig_dir, f"{figures.safe_name(track.label)}_{figures.safe_name(image)}.png")
+            figures.comparison_figure(path, f"{image}, {track.label}, {options.protocol}", lr, panels, hr, scale)
+
+
+def evaluate(tracks, models, out, options, logs=()):
+    """Scores `models` and bicubic on every track and writes the results and figures under `out`.
+
+    Every model is loaded and checked against each track's scale before the first image, so a bad path
+    fails in seconds.
+
+    Args:
+        tracks: FolderTrack / Div2kTrack objects.
+        models: [(name, path)], a path may contain {track}.
+        out: the output folder (created).
+        options: an `Options`.
+        logs: training run folders whose TensorBoard curves are drawn.
+
+    Returns:
+        The results table in Markdown (results.md).
+    """
+    fig_dir = os.path.join(out, "figures")
+    try:
+        os.makedirs(fig_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --out '{out}': {e.strerror or e}") from e
+    series = [(run, tensorboard.read_scalars(run)) for run in logs]
+    cache = ModelCache()
+    ups = [track_models(track, models, cache) for track in tracks]
+    scores = Scores()
+    for track, track_ups in zip(tracks, ups):
+        evaluate_track(track, track_ups, options, scores, fig_dir)
+    for i, (run, scalars) in enumerate(series):
+        name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
+        figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)
+    return write_results(out, options.protocol, scores)

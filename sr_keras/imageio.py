@@ -1,0 +1,247 @@
+"""Image files in and out: the one extension list, the one reader, atomic writes, a streaming PNG writer.
+
+Reading. `read_image` keeps what upscaling needs to give a picture back as it came: grey stays grey,
+alpha is returned separately, 16-bit grey stays uint16 and the ICC profile is kept. `read_rgb` gives
+uint8 RGB for scoring and training and follows THE 16-BIT RULE: a 16-bit sample v becomes the 8-bit
+level round(v / 257) (nearest level, so 65535 -> 255 and 32896 -> 128; never a clip at 255 or the
+high byte alone), for grey and for 48/64-bit colour PNGs alike. Both readers apply the EXIF
+orientation, so a photograph is read upright; alpha is dropped by `read_rgb` (not composited).
+
+Writing. `atomic_file` hands out a temporary path in the destination's folder; the file is fsynced
+and renamed over the destination only when the block succeeds, so a reader (or a crash) never sees a
+half-written file. A temporary name starts with "." and `list_images` skips such names.
+"""
+import contextlib
+import os
+import re
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sr_keras.errors import UserError, first_line
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+# EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose)
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_EXIF_ORIENTATION = 0x0112
+
+
+def _natural_key(name):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def is_image_name(name):
+    """True for a visible file name with one of IMAGE_EXTENSIONS (any case)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder):
+    """Names (not paths) of the image files in `folder`, in natural order ("2.png" before "10.png").
+
+    A file counts when its extension is in IMAGE_EXTENSIONS (any case). Hidden names (".x.png":
+    temporary files of `atomic_file`, macOS "._" resource forks) are skipped. Subfolders are not read.
+    """
+    return sorted((n for n in os.listdir(folder) if is_image_name(n) and os.path.isfile(os.path.join(folder, n))),
+                  key=_natural_key)
+
+
+def read_image(path):
+    """Pixels of an image file as upscaling keeps them, with the EXIF orientation applied.
+
+    Args:
+        path: an image file.
+
+    Returns:
+        (pixels, alpha, info): pixels HxWx3 or HxW uint8, or HxW uint16 for 16-bit grey; alpha a
+        Pillow "L" image or None; info {"icc_profile": bytes} when the file has one.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright picture
+    except UnidentifiedImageError as e:
+        raise UserError(f"cannot read image '{path}': not an image, or its header is corrupt") from e
+    except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
+        raise UserError(f"cannot read image '{path}': {first_line(e)}") from e
+    info = {k: im.info[k] for k in ("icc_profile",) if k in im.info}
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode.startswith("I"):  # 16-bit grey (I;16*) or Pillow's 32-bit "I" view of one
+        arr = np.asarray(im)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise UserError(f"cannot read image '{path}': {mode} values outside 0..65535")
+        return arr.astype(np.uint16), None, info
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        if mode == "F":
+            raise UserError(f"cannot read image '{path}': floating-point images are not supported")
+        im = im.convert("RGB")
+    alpha = im.getchannel("A") if im.mode in ("LA", "RGBA") else None
+    target = "L" if im.mode in ("L", "LA") else "RGB"
+    return np.asarray(im if im.mode == target else im.convert(target)), alpha, info
+
+
+def to_uint8(pixels):
+    """THE 16-BIT RULE: uint16 levels v -> uint8 round(v / 257); uint8 is returned unchanged."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    # (v + 128) // 257 == round(v / 257) for integers: v / 257 is never exactly half-way
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _deep_colour_png(path):
+    """(True, EXIF orientation) for a 16-bit-per-channel colour PNG, which Pillow reads as 8-bit
+    by keeping the high byte only; (False, None) otherwise, unreadable files included."""
+    try:
+        with Image.open(path) as im:
+            deep = im.format == "PNG" and im.mode in ("RGB", "RGBA") and bool(im.tile) \
+                and ";16" in str(im.tile[0][3])
+            return deep, (im.getexif().get(_EXIF_ORIENTATION) if deep else None)
+    except Exception:  # noqa: BLE001  read_image reports the problem with one line
+        return False, None
+
+
+def read_rgb(path):
+    """uint8 HxWx3 RGB pixels of an image file for scoring and training (THE 16-BIT RULE above).
+
+    Grey is repeated to three channels, palettes are expanded, alpha is dropped; the EXIF orientation
+    is applied. An unreadable file raises UserError naming it.
+    """
+    deep, orientation = _deep_colour_png(path)
+    if deep:
+        import tensorflow as tf  # the one decoder here that keeps 16 bits per colour channel
+
+        try:
+            pixels = tf.io.decode_png(tf.io.read_file(os.fspath(path)), channels=3, dtype=tf.uint16).numpy()
+        except (tf.errors.OpError, OSError) as e:
+            raise UserError(f"cannot read image '{path}': {first_line(getattr(e, 'message', e))}") from e
+        pixels = to_uint8(pixels)
+        if orientation in _ORIENTATION:
+            pixels = np.asarray(Image.fromarray(pixels).transpose(_ORIENTATION[orientation]))
+        return pixels
+    pixels, _, _ = read_image(path)
+    pixels = to_uint8(pixels)
+    return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
+
+
+def _fsync_folder(folder):
+    """Make a rename in `folder` durable; some filesystems refuse to open folders, then it is skipped."""
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yields a temporary path beside `path`; on success it is fsynced and renamed to `path`.
+
+    The temporary name keeps the file name's suffix (".tmp-<pid>-model.weights.h5"), for writers that
+    choose the format by suffix. On an exception the temporary file is removed and `path` is untouched.
+
+    Args:
+        path: the destination file.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` through atomic_file."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path, text):
+    """Write `text` (UTF-8, line endings as given) to `path` through atomic_file."""
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+class PngStream:
+    """A PNG written band by band, top to bottom (adaptive row filters, zlib): the upscaled picture
+    goes to disk as tiles come out of the model, so no full-size copy of it is ever held."""
+
+    _COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # grey, grey+alpha, RGB, RGBA
+    _CHUNK = 1 << 20
+
+    def __init__(self, f, width, height, channels, dtype, icc_profile=None):
+        self.f, self.depth = f, 16 if dtype == np.uint16 else 8
+        self.bpp = channels * self.depth // 8
+        self.prev = np.zeros(width * self.bpp, np.uint8)
+        self.z = zlib.compressobj(6)
+        self.pending = b""
+        f.write(b"\x89PNG\r\n\x1a\n")
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, self.depth, self._COLOUR_TYPE[channels], 0, 0, 0))
+        if icc_profile:
+            self._chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile))
+
+    def _chunk(self, kind, data):
+        self.f.write(struct.pack(">I", len(data)) + kind + data
+                     + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    def _idat(self, data, final=False):
+        self.pending += data
+        while len(self.pending) >= self._CHUNK or (final and self.pending):
+            self._chunk(b"IDAT", self.pending[:self._CHUNK])
+            self.pending = self.pending[self._CHUNK:]
+
+    def write(self, rows):
+        """rows: n x W (x C) uint8 or uint16, the next rows of the picture."""
+        raw = np.ascontiguousarray(rows.astype(">u2") if self.depth == 16 else rows)
+        raw = raw.view(np.uint8).reshape(rows.shape[0], -1)
+        for i in range(0, raw.shape[0], 16):  # bounded temporaries
+            self._idat(self.z.compress(self._filter(raw[i:i + 16]).tobytes()))
+
+    def _filter(self, x):
+        """Each row gets the PNG filter (None, Sub, Up, Average, Paeth) with the smallest sum of
+        absolute signed residuals, libpng's heuristic."""
+        x = x.astype(np.int16)
+        up = np.vstack([self.prev[None].astype(np.int16), x[:-1]])
+        self.prev = x[-1].astype(np.uint8)
+        a = np.zeros_like(x)
+        a[:, self.bpp:] = x[:, :-self.bpp]
+        c = np.zeros_like(x)
+        c[:, self.bpp:] = up[:, :-self.bpp]
+        p = a + up - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - up), np.abs(p - c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, up, c))
+        res = np.stack([x, x - a, x - up, x - (a + up) // 2, x - paeth]) & 0xFF  # filter types 0..4
+        cost = np.abs(res.astype(np.uint8).view(np.int8).astype(np.int32)).sum(axis=2)
+        best = cost.argmin(axis=0)
+        out = np.empty((x.shape[0], x.shape[1] + 1), np.uint8)
+        out[:, 0] = best
+        out[:, 1:] = res[best, np.arange(x.shape[0])]
+        return out
+
+    def close(self):
+        self._idat(self.z.flush(), final=True)
+        self._chunk(b"IEND", b"")

@@ -1,0 +1,160 @@
+"""Find and load a trained generator: model names, the one Keras loader, the one scale probe.
+
+A model is given as a path (an export folder written by `export_model`, or a `.keras` file) or as a
+name: `srresnet_x4` is looked up in the repository's `saved_models/` folder, then in the folder named
+by the environment variable `SR_KERAS_MODELS`, from any working directory. An export folder carries
+`generator.json` (the generator's `GeneratorConfig`); exports written before it existed have none.
+
+TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
+"""
+import os
+import zipfile
+from pathlib import Path
+
+from sr_keras.errors import UserError, first_line
+
+MODELS_ENV = "SR_KERAS_MODELS"
+CONFIG_FILE = "generator.json"
+KERAS_FILE = "model.keras"
+_HINT = "give a folder written by --export (saved_model.pb, model.keras), a .keras file or a model name"
+
+
+def model_folders():
+    """The folders model names are looked up in, in order: the repository's saved_models/ (beside
+    the sr_keras package), then $SR_KERAS_MODELS when it is set."""
+    folders = [Path(__file__).resolve().parent.parent / "saved_models"]
+    if os.environ.get(MODELS_ENV):
+        folders.append(Path(os.environ[MODELS_ENV]).expanduser())
+    return folders
+
+
+def _is_model(path):
+    if path.is_dir():
+        return (path / KERAS_FILE).is_file() or (path / "saved_model.pb").is_file()
+    return path.is_file() and path.suffix == ".keras"
+
+
+def known_models():
+    """{name: path} of every model found by name; an earlier folder wins over a later one."""
+    found = {}
+    for folder in model_folders():
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            name = entry.stem if entry.suffix == ".keras" else entry.name
+            if not name.startswith(".") and _is_model(entry):
+                found.setdefault(name, str(entry))
+    return found
+
+
+def resolve_model(name_or_path, flag="--model"):
+    """The path of a model given as a path or a name.
+
+    Args:
+        name_or_path: an existing path (returned as given), or the name of a model in saved_models/
+            or $SR_KERAS_MODELS (a folder `NAME` or a file `NAME.keras` there).
+        flag: the command-line flag that gave it, for the error message.
+
+    Returns:
+        str: the path.
+
+    Raises:
+        UserError: one line naming the value as given and listing the known names.
+    """
+    given = os.fspath(name_or_path)
+    if given and os.path.exists(given):
+        return given
+    if given and os.path.basename(given) == given:
+        for folder in model_folders():
+            for candidate in (folder / given, folder / f"{given}.keras"):
+                if _is_model(candidate):
+                    return str(candidate)
+    names = ", ".join(known_models()) or "none"
+    where = f"saved_models/ or ${MODELS_ENV}"
+    raise UserError(f"{flag} '{given}' not found: no such file or folder, and no model of that name in {where} "
+                    f"(known names: {names}); {_HINT}")
+
+
+def load_keras_model(path, flag="--model"):
+    """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
+
+    Args:
+        path: a path or a model name (see resolve_model).
+        flag: the command-line flag that gave it, for error messages.
+
+    Returns:
+        keras.Model, uncompiled.
+
+    Raises:
+        UserError: one line naming the path, for anything that is not a loadable Keras model.
+    """
+    path = resolve_model(path, flag)
+    keras_file = os.path.join(path, KERAS_FILE) if os.path.isdir(path) else path
+    if os.path.isdir(path) and not os.path.isfile(keras_file):
+        raise UserError(f"{flag} '{path}' is a folder without {KERAS_FILE}: {_HINT}")
+    if not keras_file.endswith(".keras"):
+        raise UserError(f"{flag} '{path}' is neither a .keras file nor an export folder: {_HINT}")
+    if not zipfile.is_zipfile(keras_file):  # Keras would call it "File not found"
+        raise UserError(f"{flag} '{path}': cannot load {keras_file}: not a .keras archive (not a zip file)")
+    import keras
+
+    from sr_keras import models  # noqa: F401  registers PixelShuffle and the other custom layers
+
+    try:
+        return keras.saving.load_model(keras_file, compile=False, safe_mode=True)
+    except Exception as e:  # a corrupt or foreign file: name it, no traceback
+        raise UserError(f"{flag} '{path}': cannot load the Keras model: {first_line(e)}") from e
+
+
+def load_generator_config(path):
+    """The GeneratorConfig an export carries in generator.json, or None when it has none.
+
+    Args:
+        path: an export folder, or the model.keras inside one; any other file has no config.
+
+    Raises:
+        UserError: one line naming generator.json when it is unreadable or not a generator config.
+    """
+    from sr_keras.config import GeneratorConfig
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        config_file = os.path.join(path, CONFIG_FILE)
+    elif os.path.basename(path) == KERAS_FILE:
+        config_file = os.path.join(os.path.dirname(path), CONFIG_FILE)
+    else:
+        return None
+    if not os.path.isfile(config_file):
+        return None
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            return GeneratorConfig.from_json(f.read())
+    except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise UserError(f"cannot read the generator config '{config_file}': {first_line(e)}") from e
+
+
+def probe_scale(fn, flag, shown):
+    """The integer upscaling factor of an image-to-image function, probed on one 8x8 RGB input.
+
+    Args:
+        fn: callable taking a [1, 8, 8, 3] float32 batch (zeros, a valid [0, 1] image) and returning
+            a batch of images.
+        flag: the command-line flag that named the model, for the error message.
+        shown: the model as the user gave it.
+
+    Returns:
+        int: s when an 8x8 image comes back 8s x 8s x 3.
+
+    Raises:
+        UserError: one line when fn fails on the input or does not upscale RGB by an integer factor.
+    """
+    import numpy as np
+
+    try:
+        out = fn(np.zeros((1, 8, 8, 3), np.float32))
+    except Exception as e:  # a fixed input size, another channel count, ...: not an image upscaler
+        raise UserError(f"{flag} '{shown}' cannot upscale an 8x8 RGB image: {first_line(e)}") from e
+    shape = tuple(int(d) for d in out.shape)
+    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or shape[1] != shape[2] or shape[1] < 8 or shape[1] % 8:
+        raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an 8x8 image came back {shape[1:]}")
+    return shape[1] // 8

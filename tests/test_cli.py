@@ -1,0 +1,120 @@
+"""The command-line layer (sr_keras.cli) and the layering rules it keeps: argparse in one module, no
+`args` deep in the library, module sizes, and a package import that leaves file descriptors alone."""
+import argparse
+import ast
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sr_keras import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = sorted(glob.glob(os.path.join(ROOT, "sr_keras", "**", "*.py"), recursive=True))
+
+
+@pytest.mark.parametrize("kind, text, value", [
+    (cli.positive_int, "3", 3), (cli.non_negative_int, "0", 0), (cli.positive_float, "1e-4", 1e-4),
+    (cli.probability, "1", 1.0), (cli.probability, "0", 0.0),
+])
+def test_checked_types_accept_valid_values(kind, text, value):
+    assert kind(text) == value
+
+
+@pytest.mark.parametrize("kind, text, message", [
+    (cli.positive_int, "0", "expected a positive integer, got '0'"),
+    (cli.positive_int, "2.5", "expected a positive integer, got '2.5'"),
+    (cli.non_negative_int, "-1", "expected an integer >= 0, got '-1'"),
+    (cli.positive_float, "nan", "expected a positive number, got 'nan'"),
+    (cli.positive_float, "-0.1", "expected a positive number, got '-0.1'"),
+    (cli.probability, "1.5", "expected a probability in [0, 1], got '1.5'"),
+])
+def test_checked_types_name_what_was_expected_and_the_text_given(kind, text, message):
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        kind(text)
+    assert str(err.value) == message
+
+
+def test_checked_builds_a_type_from_a_conversion_and_a_predicate():
+    even = cli.checked(int, lambda v: v % 2 == 0, "an even number")
+    assert even("4") == 4
+    with pytest.raises(argparse.ArgumentTypeError, match="^expected an even number, got 'x'$"):
+        even("x")
+
+
+def test_train_config_takes_the_run_settings_from_parsed_flags():
+    parser = cli.add_select_arg(cli.add_common_args(argparse.ArgumentParser()))
+    namespace = cli.resolve_paths(parser.parse_args(["--epochs", "7", "--seed", "5", "--select", "last"]), "srgan")
+    train = cli.train_config(namespace)
+    assert (train.epochs, train.seed, train.select, train.monitor) == (7, 5, "last", None)
+    assert train.out == os.path.join("runs", "srgan_bicubic_x4")
+    generator = cli.generator_config(namespace, 4)
+    assert (generator.scale, generator.num_blocks, generator.filters, generator.batch_norm) == (4, 16, 64, True)
+
+
+def test_importing_the_package_leaves_file_descriptor_2_alone():
+    # The child replaces fd 2 by a pipe it watches; importing sr_keras (and its light modules) must write
+    # nothing there and must not import TensorFlow, whose import writes a banner to fd 2.
+    code = ("import os, sys\n"
+            "import sr_keras, sr_keras.cli, sr_keras.config, sr_keras.errors\n"
+            "print('tensorflow' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": ROOT},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "False\n" and proc.stderr == "", proc.stderr
+
+
+def test_hide_tensorflow_banner_keeps_everything_else_on_stderr():
+    code = ("import os, sys\n"
+            "from sr_keras import cli\n"
+            "os.write(2, b'before\\n')\n"
+            "cli.hide_tensorflow_banner()\n"
+            "assert 'tensorflow' in sys.modules\n"
+            "os.write(2, b'after\\n')\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": ROOT},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["before", "after"], proc.stderr
+
+
+def _tree(path):
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read(), path)
+
+
+def test_only_the_cli_module_imports_argparse():
+    importers = []
+    for path in PACKAGE:
+        for node in ast.walk(_tree(path)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if "argparse" in names:
+                importers.append(os.path.relpath(path, ROOT))
+    assert sorted(set(importers)) == [os.path.join("sr_keras", "cli.py")]
+
+
+def test_no_library_function_takes_a_parameter_named_args():
+    offenders = []
+    for path in PACKAGE:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                params = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if any(p.arg == "args" for p in params):
+                    offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_modules_and_scripts_stay_within_their_size_limits():
+    limits = {path: 450 for path in PACKAGE}
+    limits.update({os.path.join(ROOT, name): 160 for name in ("train_srresnet.py", "train_srgan.py")})
+    limits.update({os.path.join(ROOT, name): 200 for name in ("evaluate.py", "upscale.py")})
+    over = {}
+    for path, limit in limits.items():
+        with open(path, encoding="utf-8") as f:
+            lines = sum(1 for _ in f)
+        if lines > limit:
+            over[os.path.relpath(path, ROOT)] = lines
+    assert over == {}

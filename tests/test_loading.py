@@ -1,0 +1,130 @@
+"""sr_keras.loading: model names (saved_models/, then $SR_KERAS_MODELS, from any folder), the Keras
+loader, generator.json, the one scale probe."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sr_keras
+from sr_keras.config import GeneratorConfig
+from sr_keras.errors import UserError
+from sr_keras.loading import known_models, load_generator_config, load_keras_model, probe_scale, resolve_model
+
+REPO_MODELS = Path(sr_keras.__file__).resolve().parent.parent / "saved_models"
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """A $SR_KERAS_MODELS folder holding mine_x2.keras, an export-like folder named demo_x4 (shadowed by
+    the repository's), a SavedModel folder, a folder that is no model and a hidden file."""
+    folder = tmp_path / "user_models"
+    folder.mkdir()
+    (folder / "mine_x2.keras").write_bytes(b"")
+    (folder / "demo_x4").mkdir()
+    (folder / "demo_x4" / "model.keras").write_bytes(b"")
+    (folder / "served").mkdir()
+    (folder / "served" / "saved_model.pb").write_bytes(b"")
+    (folder / "notes").mkdir()
+    (folder / ".tmp-1-hidden.keras").write_bytes(b"")
+    monkeypatch.setenv("SR_KERAS_MODELS", str(folder))
+    monkeypatch.chdir(tmp_path)  # not the repository: names must not depend on the working directory
+    return folder
+
+
+def test_names_resolve_in_saved_models_first_then_the_user_folder(user_models):
+    assert resolve_model("demo_x4") == str(REPO_MODELS / "demo_x4")
+    assert resolve_model("mine_x2") == str(user_models / "mine_x2.keras")
+    assert resolve_model("served") == str(user_models / "served")
+    known = known_models()  # saved_models/ may hold more models than the demo
+    assert (known["demo_x4"], known["mine_x2"]) == (str(REPO_MODELS / "demo_x4"), str(user_models / "mine_x2.keras"))
+    assert known["served"] == str(user_models / "served")
+    assert "notes" not in known and not [n for n in known if n.startswith(".")]
+
+
+def test_an_existing_path_is_used_as_given(user_models, tmp_path):
+    (tmp_path / "demo_x4").mkdir()  # a folder of that name in the working directory wins over the name
+    assert resolve_model("demo_x4") == "demo_x4"
+    assert resolve_model(tmp_path / "user_models" / "notes") == str(tmp_path / "user_models" / "notes")
+
+
+@pytest.mark.parametrize("given", ["srresnet_x5", "notes", "sub/demo_x4", ""])
+def test_an_unknown_name_is_one_line_listing_the_known_names(user_models, given):
+    with pytest.raises(UserError) as e:
+        resolve_model(given, "--init-generator")
+    text = str(e.value)
+    assert text.startswith(f"--init-generator '{given}' not found") and "\n" not in text
+    assert f"(known names: {', '.join(known_models())})" in text
+    assert {"demo_x4", "mine_x2", "served"} <= set(known_models())
+
+
+def test_without_the_user_folder_only_saved_models_names_are_known(monkeypatch, tmp_path):
+    monkeypatch.delenv("SR_KERAS_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert "demo_x4" in known_models() and "mine_x2" not in known_models()
+    with pytest.raises(UserError, match="known names: .*demo_x4"):
+        resolve_model("mine_x2")
+
+
+def test_load_keras_model_by_name_and_probe_its_scale(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    model = load_keras_model("demo_x4", "--model")
+    assert model.name == "srresnet_x4"
+    assert probe_scale(lambda x: model(x, training=False), "--model", "demo_x4") == 4
+
+
+def test_load_keras_model_errors_name_the_flag_and_path(tmp_path):
+    (tmp_path / "weights.h5").write_bytes(b"x")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    for name, needle in [("weights.h5", "neither a .keras file nor an export folder"),
+                         ("broken.keras", "not a .keras archive"), ("sm", "a folder without model.keras")]:
+        with pytest.raises(UserError) as e:
+            load_keras_model(str(tmp_path / name), "--init-trunk")
+        assert str(e.value).startswith(f"--init-trunk '{tmp_path / name}'") and needle in str(e.value)
+
+
+def test_generator_config_comes_from_generator_json_or_is_none(tmp_path):
+    (tmp_path / "exp").mkdir()
+    assert load_generator_config(tmp_path / "exp") is None  # an export written before generator.json
+    config = GeneratorConfig(3, num_blocks=2, filters=16, batch_norm=False)
+    (tmp_path / "exp" / "generator.json").write_text(config.to_json())
+    assert load_generator_config(tmp_path / "exp") == config
+    assert load_generator_config(tmp_path / "exp" / "model.keras") == config
+    assert load_generator_config(tmp_path / "exp" / "other.keras") is None
+    (tmp_path / "exp" / "generator.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"cannot read the generator config '.*exp/generator\.json'"):
+        load_generator_config(tmp_path / "exp")
+
+
+def _returns(shape):
+    return lambda x: np.zeros(shape, np.float32)
+
+
+@pytest.mark.parametrize("fn,scale", [(_returns((1, 16, 16, 3)), 2), (_returns((1, 24, 24, 3)), 3),
+                                      (_returns((1, 32, 32, 3)), 4), (lambda x: x, 1)])
+def test_probe_scale_reads_the_integer_factor(fn, scale):
+    assert probe_scale(fn, "--model", "m") == scale
+
+
+@pytest.mark.parametrize("fn,shape", [
+    (_returns((1, 16, 16, 1)), (16, 16, 1)),
+    (_returns((1, 12, 12, 3)), (12, 12, 3)),  # x1.5 is no integer factor
+    (_returns((1, 16, 8, 3)), (16, 8, 3)),
+    (_returns((1, 4, 4, 3)), (4, 4, 3)),
+    (_returns((16, 16, 3)), (16, 3)),
+])
+def test_probe_scale_refuses_what_is_not_an_rgb_upscaler(fn, shape):
+    with pytest.raises(UserError) as e:
+        probe_scale(fn, "--model", "path/m.keras")
+    assert str(e.value) == f"--model 'path/m.keras' is not an RGB upscaler: an 8x8 image came back {shape}"
+
+
+def test_probe_scale_names_the_model_when_it_fails_on_the_input():
+    def fixed_size(x):
+        raise ValueError("Input 0 of layer is incompatible: expected shape=(None, 48, 48, 3)\nmore")
+
+    with pytest.raises(UserError) as e:
+        probe_scale(fixed_size, "--model", "d.keras")
+    assert str(e.value) == ("--model 'd.keras' cannot upscale an 8x8 RGB image: Input 0 of layer is incompatible: "
+                            "expected shape=(None, 48, 48, 3)")

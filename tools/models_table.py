@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Regenerate the README's "Pretrained models" table from saved_models/*/model_card.json:
+
+    python tools/models_table.py            # rewrite the table in README.md
+    python tools/models_table.py --check    # exit 1 when README.md's table is out of date
+
+The table sits between the README's `<!-- models-table -->` and `<!-- /models-table -->` lines.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from sr_keras.cli import HelpFormatter  # noqa: E402
+from sr_keras.errors import UserError, cli_entry  # noqa: E402
+
+START, END = "<!-- models-table -->", "<!-- /models-table -->"
+
+
+def rows(models_dir):
+    cards = []
+    for path in sorted(glob.glob(os.path.join(models_dir, "*", "model_card.json"))):
+        with open(path) as f:
+            cards.append(json.load(f))
+    lines = ["| name | scale | parameters | trained on | steps (batch x HR crop) | CPU time | "
+             "test photos: bicubic -> model PSNR-Y (gain) | SSIM-Y |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        t, data = c["test_photographs"], c["training_data"]
+        lines.append(
+            f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
+            f"{data['train_images']} photos, {c['degradation'].split(' ')[0]} LR | "
+            f"{c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']}) | {c['wall_time_s'] / 60:.0f} min | "
+            f"{t['bicubic']['psnr_y']:.2f} -> {t['model']['psnr_y']:.2f} ({t['gain']['psnr_y']:+.2f} dB) | "
+            f"{t['bicubic']['ssim_y']:.4f} -> {t['model']['ssim_y']:.4f} |")
+    return lines
+
+
+def replace_table(readme, table_lines):
+    if START not in readme or END not in readme:
+        raise UserError(f"README.md has no {START} ... {END} block to fill")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return head + START + "\n" + "\n".join(table_lines) + "\n" + END + tail
+
+
+@cli_entry
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    check = parser.parse_args(argv).check
+    path = os.path.join(ROOT, "README.md")
+    with open(path) as f:
+        readme = f.read()
+    updated = replace_table(readme, rows(os.path.join(ROOT, "saved_models")))
+    if check:
+        if updated != readme:
+            raise UserError("README.md's Pretrained models table is out of date: run python tools/models_table.py")
+        return
+    with open(path, "w") as f:
+        f.write(updated)
+
+
+if __name__ == "__main__":
+    main()
