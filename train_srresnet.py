@@ -1,79 +1,9 @@
 #!/usr/bin/env python3
 """Train SRResNet (report section 4.5) with Keras model.fit, then export the best model.
 
-    python train_srresnet.py --preset demo                   # offline demo: scikit-image photos, x4, CPU
-    python train_srresnet.py --track bicubic_x4 --data tfds  # the report's run (GPU, DIV2K via tfds)
-
-Defaults are the report's settings; docs/training.md lists what the demo preset changes and why.
+The command lives in sr_keras.cli.train_srresnet (console script: sr-train-srresnet).
 """
-import argparse
-import os
-
-from sr_keras import cli
-
-cli.hide_tensorflow_banner()
-
-from sr_keras import data, distribute, runs, training  # noqa: E402
-from sr_keras.errors import cli_entry  # noqa: E402
-from sr_keras.models import count_trainable  # noqa: E402
-
-# Learns fast on a 2-core CPU: a small BN-free residual net with a bicubic global skip (it starts at
-# bicubic and only learns the residual) and a 10x higher cosine-decayed learning rate. docs/training.md.
-# fresh: running the demo again starts it over instead of refusing the run folder of the last demo.
-PRESETS = {
-    "demo": dict(data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False,
-                 bicubic_skip=True, loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16,
-                 augment_p=0.5, epochs=10, steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True,
-                 out=os.path.join("runs", "demo_x4"), export=os.path.join("saved_models", "demo_x4")),
-}
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
-    cli.add_common_args(parser, presets=PRESETS, model_name="srresnet")
-    parser.add_argument("--loss", choices=tuple(training.PIXEL_LOSSES), default="mse",
-                        help="pixel loss (the report: mse)")
-    parser.add_argument("--init-trunk", default=None,
-                        help="start the trunk (head, residual blocks, body conv) from a trained SRResNet of any "
-                             "scale: an export folder or .keras file (EDSR's trick; --resume takes precedence)")
-    return parser
-
-
-@cli_entry
-def main(argv=None):
-    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
-    train = cli.train_config(args)
-    generator_config = cli.generator_config(args, data.scale_of(train.track))
-    from sr_keras.export import check_export_dir
-
-    check_export_dir(train.export)
-    config = runs.resume_config("srresnet", generator_config, train.precision, loss=args.loss)
-    state = runs.prepare_run(train, config)
-    start = state.epoch if state else 0
-    distribute.seed_everything(train.seed)
-    distribute.set_precision(train.precision)
-    strategy = distribute.strategy_from_flag(train.strategy)
-
-    train_ds, val_ds = training.datasets(train, start)
-
-    with strategy.scope():
-        trainer, generator = training.build_srresnet_trainer(generator_config, lr=train.lr, loss=args.loss,
-                                                             jit=train.jit)
-        if state:
-            runs.restore(trainer, train.out, state)
-            print(f"resuming {train.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
-        elif args.init_trunk:
-            copied = training.init_trunk(generator, args.init_trunk)
-            print(f"trunk initialised from {args.init_trunk} ({copied} layers)")
-    print(f"SRResNet x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
-          f"run folder {train.out}")
-
-    chief = distribute.is_chief(strategy)
-    training.fit(train, trainer, generator, train_ds, val_ds, generator_config.scale, config, state=state,
-                 chief=chief)
-    if chief:
-        training.finish_run(train, generator_config)
-
+from sr_keras.cli.train_srresnet import main
 
 if __name__ == "__main__":
     main()

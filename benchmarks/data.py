@@ -2,6 +2,7 @@
 
 python -m benchmarks data --data DIR --track bicubic_x4 --batch 8 --hr-crop 180 --steps 60
 The decoding pass (which fills the in-memory cache) and --warmup batches are timed separately.
+--degradation realistic times the LR made from each HR crop (docs/degradations.md).
 """
 import argparse
 import json
@@ -23,13 +24,16 @@ def main(argv):
     p.add_argument("--steps", type=positive_int, default=60, help="timed batches")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed batches after the decoding pass")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    p.add_argument("--degradation", choices=("bicubic", "realistic"), default="bicubic",
+                   help="training LR: the data's (bicubic) or made on the fly from each HR crop (realistic)")
     args = p.parse_args(argv)
     hide_tensorflow_banner()
 
     from sr_keras import data
 
     t0 = time.perf_counter()
-    ds = data.training_dataset(args.data, args.track, batch_size=args.batch, hr_crop=args.hr_crop, seed=args.seed)
+    ds = data.training_dataset(args.data, args.track, batch_size=args.batch, hr_crop=args.hr_crop, seed=args.seed,
+                               degradation=args.degradation)
     build_s = time.perf_counter() - t0
     it = iter(ds)
     for _ in range(args.warmup):
@@ -39,7 +43,8 @@ def main(argv):
         lr, hr = next(it)
     elapsed = time.perf_counter() - t1
     print(json.dumps({
-        "benchmark": "data", "data": args.data, "track": args.track, "batch": args.batch,
+        "benchmark": "data", "data": args.data, "track": args.track, "degradation": args.degradation,
+        "batch": args.batch,
         "hr_crop": int(hr.shape[1]), "lr_crop": int(lr.shape[1]), "steps": args.steps,
         "crops_per_s": round(args.steps * args.batch / elapsed, 1),
         "build_s": round(build_s, 2), "cpus": os.cpu_count(),

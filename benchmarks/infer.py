@@ -2,6 +2,7 @@
 
     python -m benchmarks infer --model srresnet --scale 4 --lr-size 256 --tile 128
     python -m benchmarks infer --model srresnet_x4 --lr-size 512x384
+    python -m benchmarks infer --lr-size 512 --tile 64 --batch-tiles 8    # tiles per model call
 
 Prints one JSON line: megapixels_per_s = output megapixels / median seconds per image (after one
 untimed pass, which traces every tile shape), and peak_mem_mb = the highest memory during the timed
@@ -36,8 +37,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks infer", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
     p.add_argument("--model", default="srresnet",
-                   help="'srresnet' or 'srgan' (random weights), or a trained model: a model name, an --export "
-                        "folder or a .keras file")
+                   help="'srresnet', 'srgan' or 'rrdb' (random weights), or a trained model: a model name, an "
+                        "--export folder or a .keras file")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4,
                    help="upscaling factor of a random-weight model (a trained model has its own)")
     p.add_argument("--lr-size", type=checked(_size, lambda v: min(v) > 0, "N or WxH with positive sizes"),
@@ -46,11 +47,15 @@ def build_parser():
     p.add_argument("--overlap", type=non_negative_int, default=16, help="tile margin (raised to the receptive radius)")
     p.add_argument("--tile-memory", type=non_negative_int, default=768, metavar="MB",
                    help="tiles shrink so one tile's activations stay under this (0: no limit)")
+    p.add_argument("--batch-tiles", type=positive_int, default=1, metavar="N",
+                   help="tiles per model call (upscale.py --batch-tiles)")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed passes over the image")
     p.add_argument("--precision", choices=PRECISIONS, default="float32",
                    help="dtype policy a random-weight model is built with")
-    p.add_argument("--num-blocks", type=positive_int, default=16, help="residual blocks of a random-weight model")
+    p.add_argument("--num-blocks", type=positive_int, default=None,
+                   help="residual blocks (rrdb: RRDBs) of a random-weight model (default: srresnet 16, rrdb 23)")
     p.add_argument("--filters", type=positive_int, default=64, help="channels of a random-weight model")
+    p.add_argument("--growth", type=positive_int, default=32, help="rrdb: channels each dense-block conv adds")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the input image")
     return p
 
@@ -84,19 +89,26 @@ def _memory_mb(key):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+RANDOM_MODELS = ("srresnet", "srgan", "rrdb")
+
+
 def load(args, tmp):
     from sr_keras import inference
 
-    if args.model not in ("srresnet", "srgan"):
+    if args.model not in RANDOM_MODELS:
         return inference.load_upscaler(args.model, "--model")
     import keras
 
-    from sr_keras.models import srresnet
+    from sr_keras.config import GeneratorConfig
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
+    arch = "rrdbnet" if args.model == "rrdb" else "srresnet"
+    blocks = args.num_blocks or (23 if arch == "rrdbnet" else 16)
+    config = GeneratorConfig(args.scale, arch=arch, num_blocks=blocks, filters=args.filters, growth=args.growth,
+                             batch_norm=arch == "srresnet")
     path = os.path.join(tmp, "model.keras")
-    srresnet(args.scale, num_blocks=args.num_blocks, filters=args.filters).save(path)
+    config.build().save(path)
     return inference.load_upscaler(path)
 
 
@@ -113,7 +125,8 @@ def main(argv):
     img = np.random.default_rng(args.seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         upscaler = load(args, tmp)
-        run = dict(tile=args.tile, overlap=args.overlap, max_tile_mb=args.tile_memory or None)
+        run = dict(tile=args.tile, overlap=args.overlap, max_tile_mb=args.tile_memory or None,
+                   batch=args.batch_tiles)
         out = inference.upscale_image(upscaler, img, **run)
         peak_known = _reset_peak()
         before_mb = _memory_mb("current")
@@ -124,10 +137,11 @@ def main(argv):
             times.append(time.perf_counter() - t0)
     s = float(np.median(times))
     mpix = out.shape[0] * out.shape[1] / 1e6
-    precision = args.precision if args.model in ("srresnet", "srgan") else "as saved"
+    precision = args.precision if args.model in RANDOM_MODELS else "as saved"
     print(json.dumps({
         "benchmark": "infer", "model": args.model, "scale": upscaler.scale, "lr_size": [w, h],
-        "tile": args.tile, "tile_used": inference.tile_side(upscaler, args.tile, args.overlap, run["max_tile_mb"]),
+        "tile": args.tile, "batch_tiles": args.batch_tiles, "tile_used":
+            inference.tile_side(upscaler, args.tile, args.overlap, run["max_tile_mb"]),
         "overlap": max(args.overlap, upscaler.radius or 0), "image_s": round(s, 4),
         "megapixels_per_s": round(mpix / s, 3), "output_megapixels": round(mpix, 3),
         "peak_mem_mb": round(_memory_mb("peak"), 1), "mem_before_mb": round(before_mb, 1),

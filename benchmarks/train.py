@@ -1,7 +1,10 @@
-"""Train-step speed of SRResNet or SRGAN: the same compiled model and `model.fit` path training runs.
+"""Train-step speed of SRResNet, RRDBNet, SRGAN or ESRGAN: the same compiled model and `model.fit` path
+training runs.
 
     python -m benchmarks train --model srresnet --scale 4 --batch 8 --hr-crop 180 --steps 10
     python -m benchmarks train --model srgan --precision mixed_bfloat16 --jit
+    python -m benchmarks train --model rrdb --batch 16 --hr-crop 128      # ESRGAN's PSNR-oriented stage
+    python -m benchmarks train --model esrgan --batch 16 --hr-crop 128    # RRDBNet + VGG-style D, RaGAN
 
 Prints one JSON line: step_s is the median wall time of the timed steps (after --warmup steps, which
 include tracing and compilation), patches_per_s = batch / step_s. The model is built by
@@ -26,7 +29,9 @@ cli.hide_tensorflow_banner()
 from sr_keras.distribute import PRECISIONS, STRATEGIES  # noqa: E402
 from sr_keras.errors import UserError, cli_entry  # noqa: E402
 
-MODELS = ("srresnet", "srgan")
+MODELS = ("srresnet", "srgan", "rrdb", "esrgan")
+GAN_MODELS = ("srgan", "esrgan")
+RRDB_MODELS = ("rrdb", "esrgan")
 at_least_one = cli.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step traces the function)")
 
 
@@ -89,8 +94,10 @@ def build_parser():
     p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy")
     p.add_argument("--jit", action="store_true", help="compile the train step with XLA (as training's --jit)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
-    p.add_argument("--num-blocks", type=cli.positive_int, default=16, help="generator residual blocks")
+    p.add_argument("--num-blocks", type=cli.positive_int, default=None,
+                   help="generator residual blocks or RRDBs (default: 16 for srresnet/srgan, 23 for rrdb/esrgan)")
     p.add_argument("--filters", type=cli.positive_int, default=64, help="generator feature channels")
+    p.add_argument("--growth", type=cli.positive_int, default=32, help="RRDBNet dense-block growth channels")
     p.add_argument("--vgg-weights", default="random",
                    help="SRGAN content-loss VGG19 weights (timing does not depend on them; 'imagenet' or a path)")
     p.add_argument("--data", default=None,
@@ -103,9 +110,13 @@ def build_parser():
 def _check(args):
     """The HR crop the data pipeline would use (argparse checked each number; this checks their mix)."""
     hr = args.hr_crop // args.scale * args.scale
-    if hr < args.scale or (args.model == "srgan" and hr < 16):
+    gan = args.model in GAN_MODELS
+    if hr < args.scale or (gan and hr < 16):
         raise UserError(f"--hr-crop {args.hr_crop}: too small for x{args.scale}"
-                        + (" (the discriminator needs at least 16)" if args.model == "srgan" else ""))
+                        + (" (the discriminator needs at least 16)" if gan else ""))
+    if args.model == "esrgan" and hr % 32:
+        raise UserError(f"--hr-crop {args.hr_crop}: --model esrgan's VGG-style discriminator needs an HR crop "
+                        "divisible by 32, e.g. 128")
     return hr
 
 
@@ -114,14 +125,27 @@ def build_model(args, hr):
     from sr_keras import training
     from sr_keras.config import GeneratorConfig
 
-    config = GeneratorConfig(args.scale, num_blocks=args.num_blocks, filters=args.filters)
-    if args.model == "srresnet":
-        return training.build_srresnet_trainer(config, jit=args.jit)
+    rrdb = args.model in RRDB_MODELS
+    config = GeneratorConfig(args.scale, arch="rrdbnet" if rrdb else "srresnet",
+                             num_blocks=generator_blocks(args), filters=args.filters,
+                             growth=args.growth)
+    if args.model not in GAN_MODELS:
+        # ESRGAN's PSNR-oriented RRDBNet trains with L1 (train_srresnet.py --preset rrdb-psnr)
+        return training.build_srresnet_trainer(config, loss="l1" if rrdb else "mse", jit=args.jit)
     from sr_keras import gan, losses
 
-    content = losses.VGGContentLoss(weights=args.vgg_weights)
     generator = training.make_generator(config)
+    if args.model == "esrgan":  # train_srgan.py --preset esrgan's losses and networks
+        content = losses.VGGContentLoss(weights=args.vgg_weights, activation="before", criterion="l1", scale=1.0)
+        return gan.build_srgan_trainer(generator, hr, content, args.scale, pixel_weight=1e-2, content_weight=1.0,
+                                       adversarial_weight=5e-3, jit=args.jit, gan="relativistic",
+                                       discriminator="vgg", pixel_loss="l1"), generator
+    content = losses.VGGContentLoss(weights=args.vgg_weights)
     return gan.build_srgan_trainer(generator, hr, content, args.scale, jit=args.jit), generator
+
+
+def generator_blocks(args):
+    return args.num_blocks or (23 if args.model in RRDB_MODELS else 16)
 
 
 def batches(args, hr):
@@ -178,10 +202,12 @@ def main(argv):
         "step_s_mean": round(float(timed.mean()), 4),
         "cpu_s_per_step": round(float(np.median(cpu_times[args.warmup:])), 4), "first_step_s": round(times[0], 2),
         "total_s": round(total_s, 2), "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync,
-        "num_blocks": args.num_blocks, "filters": args.filters, "data": args.data or "random",
+        "num_blocks": generator_blocks(args), "filters": args.filters, "data": args.data or "random",
         "peak_mem_mb": peak_memory_mb(),
     }
-    if args.model == "srresnet":
+    if args.model in RRDB_MODELS:
+        result["growth"] = args.growth
+    if args.model not in GAN_MODELS:
         # Model FLOPs: 2 per MAC, and backward = 2x forward (input and weight gradients).
         macs = conv_macs(generator, (args.batch, hr // args.scale, hr // args.scale, 3))
         result["gflop_per_step"] = round(6 * macs / 1e9, 2)

@@ -1,5 +1,7 @@
 """The callbacks of a training run: learning-rate schedule, resumable early stopping, the NaN/Inf
-guard, the TensorBoard image panel and the run checkpoint (sr_keras.runs holds the run folder)."""
+guard, validation on the weight average (--ema), the TensorBoard image panel and the run checkpoint
+(sr_keras.runs holds the run folder)."""
+import contextlib
 import math
 import os
 import time
@@ -27,7 +29,11 @@ def lr_schedule(train):
     base, total = train.lr, train.epochs
     if train.lr_schedule == "cosine":
         return lambda epoch: base * 0.5 * (1.0 + math.cos(math.pi * epoch / total))
-    every, factor = train.lr_decay_epochs, train.lr_decay_factor
+    factor = train.lr_decay_factor
+    if train.lr_schedule == "milestones":
+        milestones = train.lr_milestones
+        return lambda epoch: base * factor ** sum(epoch >= m for m in milestones)
+    every = train.lr_decay_epochs
     return lambda epoch: base * factor ** (epoch // every)
 
 
@@ -116,12 +122,39 @@ class NonFiniteGuard(keras.callbacks.Callback):
                             "or check the data")
 
 
-class ImagePanel(keras.callbacks.Callback):
-    """Each epoch, logs `bicubic-upscaled LR | SR | HR` for a few fixed validation crops to TensorBoard."""
+class AverageValidation(keras.callbacks.Callback):
+    """Validates on the weight average (--ema): it is what the run selects and exports, so validation
+    PSNR, early stopping and the selected epoch judge that network. The trained weights are put back
+    after validation, so training continues from them.
 
-    def __init__(self, log_dir, generator, pairs, scale):
+    Args:
+        average: the sr_keras.ema.WeightAverage of the generator's optimizer.
+    """
+
+    def __init__(self, average):
         super().__init__()
-        self.log_dir, self.generator, self.scale = log_dir, generator, scale
+        self.average, self.trained = average, None
+
+    def on_test_begin(self, logs=None):
+        self.trained = self.average.swap_in()
+
+    def on_test_end(self, logs=None):
+        self.average.swap_out(self.trained)
+        self.trained = None
+
+
+def _applied(average):
+    """average.applied(), or no change without an average."""
+    return average.applied() if average is not None else contextlib.nullcontext()
+
+
+class ImagePanel(keras.callbacks.Callback):
+    """Each epoch, logs `bicubic-upscaled LR | SR | HR` for a few fixed validation crops to TensorBoard
+    (SR from the weight average with `average`, an sr_keras.ema.WeightAverage)."""
+
+    def __init__(self, log_dir, generator, pairs, scale, average=None):
+        super().__init__()
+        self.log_dir, self.generator, self.scale, self.average = log_dir, generator, scale, average
         self.pairs = [_panel_crop(lr, hr, scale) for lr, hr in pairs]
         self.writer = None
 
@@ -129,7 +162,7 @@ class ImagePanel(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        with self.writer.as_default():
+        with self.writer.as_default(), _applied(self.average):
             for i, (lr, bicubic, hr) in enumerate(self.pairs):
                 sr = to_uint8(keras.ops.convert_to_numpy(
                     keras.ops.cast(self.generator(lr[None], training=False)[0], "float32")))
@@ -167,12 +200,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         monitor: epoch log to maximise, or None to select the last epoch.
         state: the RunState resumed from, or None.
         write: False on non-chief workers of a multi-worker run (they write nothing).
+        average: an sr_keras.ema.WeightAverage: the selected generator's weights are the average, the
+            trainer's the trained ones (with the average among its optimizer's variables); or None.
     """
 
-    def __init__(self, out_dir, generator, config, stateful=None, monitor="val_psnr", state=None, write=True):
+    def __init__(self, out_dir, generator, config, stateful=None, monitor="val_psnr", state=None, write=True,
+                 average=None):
         super().__init__()
         self.dir = os.path.join(out_dir, runs.CHECKPOINT_DIR)
         self.generator, self.config, self.monitor, self.write = generator, config, monitor, write
+        self.average = average
         self.stateful = stateful or {}
         # a resumed run keeps the best so far only when it was chosen on the same log
         same = state is not None and state.monitor == monitor
@@ -194,7 +231,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if improved:
             self.best_file, self.best_epoch = f"best-{tag}.weights.h5", epoch + 1
             self.best = None if current is None else float(current)
-            runs.atomic_save_weights(self.generator, os.path.join(self.dir, self.best_file))
+            with _applied(self.average):
+                runs.atomic_save_weights(self.generator, os.path.join(self.dir, self.best_file))
         last_file = f"last-{tag}.weights.h5"
         runs.atomic_save_weights(self.model, os.path.join(self.dir, last_file))
         state = RunState(epoch=epoch + 1, last=last_file, best=self.best_file, best_value=self.best,

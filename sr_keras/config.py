@@ -14,9 +14,12 @@ class GeneratorConfig:
         arch: architecture name, one of ARCHITECTURES.
         num_blocks: residual blocks of the trunk.
         filters: feature channels.
-        batch_norm: BatchNorm in the residual blocks (the report: on).
-        bicubic_skip: a bicubic upscale of the input added to the output (the report: off).
-        growth: channels each dense-block conv adds (rrdbnet only).
+        batch_norm: BatchNorm in the residual blocks (the report: on); srresnet only.
+        bicubic_skip: a bicubic upscale of the input added to the output (the report: off); srresnet only.
+        growth: channels each dense-block conv adds; rrdbnet only.
+
+    An rrdbnet has neither BatchNorm nor a bicubic skip: its batch_norm and bicubic_skip are always False,
+    so that two configs of one network compare equal however they were written.
     """
     scale: int
     arch: str = "srresnet"
@@ -29,6 +32,9 @@ class GeneratorConfig:
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}. Received: arch={self.arch!r}")
+        if self.arch == "rrdbnet":
+            object.__setattr__(self, "batch_norm", False)  # frozen dataclass: set once, here
+            object.__setattr__(self, "bicubic_skip", False)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -69,6 +75,7 @@ class GeneratorConfig:
 
 
 SELECTIONS = ("val_psnr", "last")
+LR_SCHEDULES = ("step", "cosine", "milestones")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +90,14 @@ class TrainConfig:
         batch_size: global batch size.
         hr_crop: HR training crop side in pixels.
         augment_p: probability of each augmentation.
+        degradation: how training LR is made: "bicubic" (the data's LR images) or "realistic"
+            (sr_keras.degradations, from each HR crop).
         lr: initial Adam learning rate.
-        lr_schedule: "step" or "cosine".
+        lr_schedule: "step" (x lr_decay_factor every lr_decay_epochs), "cosine" (to 0 over `epochs`) or
+            "milestones" (x lr_decay_factor at each of lr_milestones).
         lr_decay_epochs: step schedule period (epochs).
-        lr_decay_factor: step schedule factor.
+        lr_decay_factor: step and milestones schedule factor.
+        lr_milestones: epochs after which the milestones schedule multiplies the rate by lr_decay_factor.
         epochs: total epochs, also when resuming.
         steps_per_epoch: training steps per epoch.
         patience: early stopping, epochs without a better validation PSNR-Y.
@@ -101,6 +112,8 @@ class TrainConfig:
         strategy: tf.distribute strategy, one of distribute.STRATEGIES.
         select: which generator is exported: "val_psnr" (the best validation PSNR-Y; early stopping
             on it) or "last" (the last epoch's; no early stopping).
+        ema: decay of an exponential moving average of the generator's weights, or None. With it,
+            validation, the selected generator and the export use the average (sr_keras.ema).
     """
     track: str
     data: str
@@ -109,10 +122,12 @@ class TrainConfig:
     batch_size: int = 8
     hr_crop: int = 180
     augment_p: float = 0.2
+    degradation: str = "bicubic"
     lr: float = 1e-4
     lr_schedule: str = "step"
     lr_decay_epochs: int = 30
     lr_decay_factor: float = 0.1
+    lr_milestones: tuple = ()
     epochs: int = 300
     steps_per_epoch: int = 100
     patience: int = 30
@@ -126,10 +141,16 @@ class TrainConfig:
     jit: bool = False
     strategy: str = "default"
     select: str = "val_psnr"
+    ema: float | None = None
 
     def __post_init__(self):
         if self.select not in SELECTIONS:
             raise ValueError(f"select must be one of {SELECTIONS}. Received: select={self.select!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}. Received: lr_schedule={self.lr_schedule!r}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in (0, 1). Received: ema={self.ema!r}")
+        object.__setattr__(self, "lr_milestones", tuple(sorted(int(m) for m in self.lr_milestones)))
 
     @property
     def monitor(self):
@@ -150,8 +171,9 @@ class RunState:
         best_epoch: the epoch `best` was saved after, or None.
         monitor: the epoch log `best` is chosen on ("val_psnr"), or None for the last epoch.
         config: settings a resumed run must repeat: the network ("model" and the GeneratorConfig's
-            fields), "precision" (the optimizer's variables depend on it), and the loss settings
-            ("loss"; SRGAN's content and weight flags; "hr_crop", the discriminator's input).
+            fields), "precision" (the optimizer's variables depend on it), "ema" (likewise), and the loss
+            settings ("loss"; the GAN's type, discriminator, pixel loss, content and weight flags;
+            "hr_crop", the discriminator's input).
         callbacks: state of stateful callbacks by name, e.g. "early_stopping": ResumableEarlyStopping.get_state().
         logs: the epoch's logs (loss, val_psnr, ...).
         time: when it was written (seconds since the epoch).

@@ -5,15 +5,16 @@ The public face of the data side (docs/data.md):
   eval_dataset       full images of a split; eval_names their names, in the same order;
   scale_of, TRACKS, SPLITS, SAMPLE_SPLITS, CACHE_ENV.
 Behind it: sr_keras.sources (tfds, DIV2K folders, HR-only folders, samples -> pairs),
-sr_keras.pairing (the PAIRING RULE, checks, reading a pair with sr_keras.imageio) and
-sr_keras.pipeline (the tf.data pipelines and how crops follow from the seed and the epoch).
+sr_keras.pairing (the PAIRING RULE, checks, reading a pair with sr_keras.imageio),
+sr_keras.pipeline (the tf.data pipelines and how crops follow from the seed and the epoch) and
+sr_keras.degradations (training LR made from each HR crop on the fly, docs/degradations.md).
 """
 import concurrent.futures
 import os
 import random
 import sys
 
-from sr_keras import pairing, pipeline, sources
+from sr_keras import degradations, pairing, pipeline, sources
 from sr_keras.errors import UserError
 from sr_keras.sources import SAMPLE_SPLITS, SPLITS, TRACKS, scale_of
 
@@ -61,11 +62,12 @@ def _check_training_args(scale, track, batch_size, hr_crop, augment_p, cache, st
         raise ValueError(f"steps_per_epoch must be a positive integer. Received: steps_per_epoch={steps_per_epoch}")
 
 
-def _folder_images(source, track, scale, lr_crop, cache):
+def _folder_images(source, track, scale, lr_crop, cache, hr_only):
     """(images, sizes) of a folder or samples source: a callable [index, ...] -> [(lr, hr), ...] of
-    trimmed uint8 arrays, and the trimmed LR sizes; files are checked (and, with cache "memory",
-    decoded once) here."""
-    pairs, label = sources.resolve(source, track, "train")
+    trimmed uint8 arrays (lr None with hr_only: only HR images are read), and the trimmed LR sizes;
+    files are checked (and, with cache "memory", decoded once) here."""
+    pairs, label = sources.resolve(source, track, "train", hr_only=hr_only)
+    read = pipeline.read_hr if hr_only else pairing.read_pair
     pairing.check_pairs(pairs, scale, label)
     small = [p.name for p in pairs if min(p.lr_size) < lr_crop]
     if small:
@@ -78,32 +80,35 @@ def _folder_images(source, track, scale, lr_crop, cache):
     sizes = [p.lr_size for p in pairs]
     if cache == "none":  # the images of a batch are decoded side by side (Pillow releases the GIL)
         pool = concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1))
-        return (lambda ks: list(pool.map(lambda k: pairing.read_pair(pairs[k], scale), ks))), sizes
-    need = sum(3 * h * w * (1 + scale * scale) for h, w in sizes)
+        return (lambda ks: list(pool.map(lambda k: read(pairs[k], scale), ks))), sizes
+    need = sum(3 * h * w * (int(not hr_only) + scale * scale) for h, w in sizes)
     avail = pipeline.available_memory()
     if avail is not None and need > CACHE_MEMORY_FRACTION * avail:
         raise UserError(f"{label}: the decoded training images need {need / 2**30:.1f} GiB but only "
                         f"{avail / 2**30:.1f} GiB of memory is available; free memory or set "
                         f"{CACHE_ENV}=none (decodes every step, slower)")
-    lrs, hrs = pipeline.decode_pairs(pairs, scale)
+    lrs, hrs = pipeline.decode_pairs(pairs, scale, read)
     return (lambda ks: [(lrs[k], hrs[k]) for k in ks]), sizes
 
 
-def _tfds_images(source, track, scale, lr_crop, data_dir, manual_dir):
+def _tfds_images(source, track, scale, lr_crop, data_dir, manual_dir, hr_only):
     """(images, sizes) of div2k/<track> through tensorflow-datasets, held decoded in memory whatever the
-    cache setting: tfds reads its records in order only, and crops need any image at any step."""
+    cache setting: tfds reads its records in order only, and crops need any image at any step. With
+    hr_only the LR images are dropped after the pairing check (lr None)."""
     label = f"div2k/{track}"
     lrs, hrs = pipeline.decode_tfds(sources.tfds_train(source, track, data_dir, manual_dir), scale, label)
     keep = [i for i, lr in enumerate(lrs) if min(lr.shape[:2]) >= lr_crop]
     if not keep:
         raise UserError(f"{label}: no training image is at least {lr_crop * scale}px on each side "
                         f"(the HR crop); use a smaller --hr-crop")
-    lrs, hrs = [lrs[i] for i in keep], [hrs[i] for i in keep]
-    return (lambda ks: [(lrs[k], hrs[k]) for k in ks]), [lr.shape[:2] for lr in lrs]
+    sizes = [lrs[i].shape[:2] for i in keep]
+    lrs, hrs = [None if hr_only else lrs[i] for i in keep], [hrs[i] for i in keep]
+    return (lambda ks: [(lrs[k], hrs[k]) for k in ks]), sizes
 
 
 def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augment_p=0.2, *,
-                     start_epoch=0, steps_per_epoch=None, data_dir=None, manual_dir=None, cache=None):
+                     start_epoch=0, steps_per_epoch=None, data_dir=None, manual_dir=None, cache=None,
+                     degradation=None):
     """Infinite, augmented (lr, hr) float32 batches in [0, 1] from the train split.
 
     hr_crop is rounded down to a multiple of the scale; the LR window (hr_crop // scale) is drawn first
@@ -129,16 +134,22 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
         steps_per_epoch: batches per epoch.
         data_dir, manual_dir: tensorflow-datasets folders (docs/data.md).
         cache: "memory" or "none" (default $SR_KERAS_DATA_CACHE, else "memory").
+        degradation: None or "bicubic" (the LR images of the source: the track's, or bicubic for HR
+            folders and samples), "realistic" or a degradations.DegradationConfig: every LR is made
+            from its augmented HR crop (the source's LR images, e.g. DIV2K's, are not read), seeded by
+            (seed, batch, example). Validation (eval_dataset) stays the track's LR whatever this is.
     """
     source, scale = os.fspath(source), scale_of(track)
     cache = cache or os.environ.get(CACHE_ENV, "memory")
     _check_training_args(scale, track, batch_size, hr_crop, augment_p, cache, start_epoch, steps_per_epoch)
+    degradation = degradations.resolve(degradation)
+    hr_only = degradation is not None
     lr_crop = int(hr_crop) // scale
     if sources.is_tfds(source):
-        images, sizes = _tfds_images(source, track, scale, lr_crop, data_dir, manual_dir)
+        images, sizes = _tfds_images(source, track, scale, lr_crop, data_dir, manual_dir, hr_only)
     else:
-        images, sizes = _folder_images(source, track, scale, lr_crop, cache)
+        images, sizes = _folder_images(source, track, scale, lr_crop, cache, hr_only)
     return pipeline.training_pipeline(
         images, sizes, scale=scale, batch_size=int(batch_size), lr_crop=lr_crop, augment_p=augment_p,
         seed=random.SystemRandom().randrange(2**63) if seed is None else seed,
-        start_batch=int(start_epoch) * int(steps_per_epoch or 0))
+        start_batch=int(start_epoch) * int(steps_per_epoch or 0), degradation=degradation)

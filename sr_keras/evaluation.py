@@ -1,9 +1,11 @@
 """Scoring SR models against bicubic (PSNR/SSIM on Y, the report's Table 2) and the result files.
 
 Pairs come from a folder of HR photographs (LR given by file stem or made with MATLAB-style bicubic)
-or from a DIV2K track (sr_keras.data). Each image is scored for the bicubic baseline and for every
-model; `Scores` keeps the per-image values and the means per (model, track), and `write_results`
-writes results.json/.csv/.md and per_image.csv. The metric convention is sr_keras.metrics'.
+or from a DIV2K track (sr_keras.data), optionally degraded (`Options.degrade`: noise and JPEG added
+to each LR, sr_keras.degradations.EvalDegradation). Each image is scored against its clean HR for the
+bicubic baseline and for every model; `Scores` keeps the per-image values and the means per
+(model, track), and `write_results` writes results.json/.csv/.md and per_image.csv. The metric
+convention is sr_keras.metrics'.
 """
 import csv
 import dataclasses
@@ -268,12 +270,13 @@ def scale_note(protocol):
             else "180x180 HR centre crops, `scale` border pixels cropped")
 
 
-def results_markdown(rows, protocol):
+def results_markdown(rows, protocol, degrade=None):
     """Table 2 shape: models as rows, tracks as columns, PSNR/SSIM cells."""
     cols = list(dict.fromkeys(r["track"] or f"x{r['scale']}" for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     cell = {(r["model"], r["track"] or f"x{r['scale']}"): f"{r['psnr']:.2f}/{r['ssim']:.4f}" for r in rows}
-    lines = [f"PSNR (dB) / SSIM on Y, {scale_note(protocol)}", "",
+    degraded = f"; LR degraded with --degrade {degrade.spec()} ({degrade.describe()})" if degrade else ""
+    lines = [f"PSNR (dB) / SSIM on Y, {scale_note(protocol)}{degraded}", "",
              "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += ["| " + m + " | " + " | ".join(cell.get((m, c), "-") for c in cols) + " |" for m in models]
     n = sorted({r["images"] for r in rows})
@@ -281,18 +284,24 @@ def results_markdown(rows, protocol):
     return "\n".join(lines) + "\n"
 
 
-def write_results(out, protocol, scores):
-    """results.json/.csv/.md and per_image.csv in `out`, each written atomically; returns the Markdown."""
+def write_results(out, protocol, scores, degrade=None):
+    """results.json/.csv/.md and per_image.csv in `out`, each written atomically; returns the Markdown.
+
+    With `degrade` (an EvalDegradation), results.json's "degradation" holds it (else null), the CSV
+    files end with a "degradation" column (its --degrade value) and results.md names it.
+    """
     rows = scores.rows()
-    doc = {"protocol": protocol,
+    doc = {"protocol": protocol, "degradation": degrade.to_dict() if degrade else None,
            "rows": [{**r, "psnr": _finite(r["psnr"]), "ssim": _finite(r["ssim"])} for r in rows]}
     imageio.atomic_write_text(os.path.join(out, "results.json"), json.dumps(doc, indent=2) + "\n")
+    extra = ["degradation"] if degrade else []
+    tag = (lambda rs: [{**r, "degradation": degrade.spec()} for r in rs]) if degrade else (lambda rs: rs)
     imageio.atomic_write_text(os.path.join(out, "results.csv"),
-                              _csv(rows, ["model", "track", "scale", "psnr", "ssim", "images"]))
-    md = results_markdown(rows, protocol)
+                              _csv(tag(rows), ["model", "track", "scale", "psnr", "ssim", "images"] + extra))
+    md = results_markdown(rows, protocol, degrade)
     imageio.atomic_write_text(os.path.join(out, "results.md"), md)
     imageio.atomic_write_text(os.path.join(out, "per_image.csv"),
-                              _csv(scores.per_image, ["image", "track", "scale", "model", "psnr", "ssim"]))
+                              _csv(tag(scores.per_image), ["image", "track", "scale", "model", "psnr", "ssim"] + extra))
     return md
 
 
@@ -334,12 +343,15 @@ class Options:
         figures: comparison figures for the first N images of each track (-1 = all).
         tile: inference tile side in LR pixels (0 = whole image).
         tile_overlap: LR pixels of context around each tile.
+        degrade: a degradations.EvalDegradation added to every LR image (seeded by the image's name)
+            before the centre crop and any model, or None; scores are against the clean HR.
     """
 
     protocol: str = "full"
     figures: int = 4
     tile: int = 256
     tile_overlap: int = 16
+    degrade: object = None
 
 
 def evaluate_track(track, ups, options, scores, fig_dir):
@@ -348,6 +360,8 @@ def evaluate_track(track, ups, options, scores, fig_dir):
     scale = track.scale
     bar = tqdm(track.pairs(), total=track.count, desc=f"evaluate {track.label}", unit="img")
     for i, (image, lr, hr) in enumerate(bar):
+        if options.degrade:
+            lr = options.degrade.apply(lr, image)
         if options.protocol == "center180":
             lr, hr = center_crop(lr, hr, scale)
         outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
@@ -360,7 +374,9 @@ def evaluate_track(track, ups, options, scores, fig_dir):
             panels.append((f"{name}\n{p:.2f} dB / {s:.4f}", sr))
         if options.figures < 0 or i < options.figures:
             path = os.path.join(fig_dir, f"{figures.safe_name(track.label)}_{figures.safe_name(image)}.png")
-            figures.comparison_figure(path, f"{image}, {track.label}, {options.protocol}", lr, panels, hr, scale)
+            title = f"{image}, {track.label}, {options.protocol}" + (
+                f", {options.degrade.spec()}" if options.degrade else "")
+            figures.comparison_figure(path, title, lr, panels, hr, scale)
 
 
 def evaluate(tracks, models, out, options, logs=()):
@@ -393,4 +409,4 @@ def evaluate(tracks, models, out, options, logs=()):
     for i, (run, scalars) in enumerate(series):
         name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
         figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)
-    return write_results(out, options.protocol, scores)
+    return write_results(out, options.protocol, scores, options.degrade)

@@ -20,9 +20,11 @@ import tensorflow as tf
 from sr_keras.errors import UserError
 from sr_keras.imageio import atomic_write_text
 from sr_keras.loading import CONFIG_FILE, KERAS_FILE, probe_scale
+from sr_keras.model_card import CARD_FILE
 
-# Everything export_model writes into an export folder; anything else marks a foreign folder.
-EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", KERAS_FILE, CONFIG_FILE}
+# Everything export_model and the training run's card write into an export folder; anything else marks a
+# foreign folder. A re-export replaces the whole folder, so a card never outlives the weights it describes.
+EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", KERAS_FILE, CONFIG_FILE, CARD_FILE}
 
 
 def is_export(path):
@@ -45,7 +47,9 @@ def check_export_dir(out_dir):
                         "refusing to overwrite its files: choose an empty or new folder")
 
 
-def _serving_module(model):
+def serving_module(model):
+    """A keras.export.ExportArchive serving `model` as uint8 images -> {"sr": uint8} (serving_default);
+    the SavedModel export and the TFLite conversion (sr_keras.tflite) both write it."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -130,7 +134,7 @@ def export_model(model, out_dir, config):
     tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _serving_module(model).write_out(tmp, verbose=False)
+        serving_module(model).write_out(tmp, verbose=False)
         _without_training_state(model).save(os.path.join(tmp, KERAS_FILE))
         atomic_write_text(os.path.join(tmp, CONFIG_FILE), config.to_json() + "\n")
         _swap_into_place(tmp, out_dir)

@@ -1,9 +1,12 @@
-"""SRGAN as one keras.Model: generator + discriminator + VGG content loss, custom train/test steps.
+"""SRGAN and ESRGAN as one keras.Model: generator + discriminator + VGG content loss, custom train/test steps.
 
 One train step (report section 3.2, in the alternating order of PyTorch GAN training loops):
-1. SR = G(LR); D is updated on BCE_logits(D(HR), 1) + BCE_logits(D(SR), 0), SR held constant;
-2. G is updated on pixel_weight * MSE + content_weight * content + adversarial_weight *
-   BCE_logits(D(SR), 1), with D(SR) evaluated by the freshly updated D.
+1. SR = G(LR); D is updated on its adversarial loss, SR held constant: standard (SRGAN)
+   BCE_logits(D(HR), 1) + BCE_logits(D(SR), 0), or relativistic average (ESRGAN) with the logits taken
+   relative to the other batch's mean logit;
+2. G is updated on pixel_weight * pixel (MSE or L1) + content_weight * content + adversarial_weight *
+   adversarial, with D's logits evaluated by the freshly updated D (the relativistic loss also needs
+   D(HR) again; it carries no gradient to G's weights other than through the mean).
 D sees real and generated batches in separate calls, so its BatchNorm statistics never mix them (as
 PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged over the global
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
@@ -15,27 +18,58 @@ import tensorflow as tf
 
 from sr_keras import losses
 from sr_keras.distribute import MultiWorkerFit
+from sr_keras.ema import adam
 from sr_keras.errors import UserError, first_line
 from sr_keras.metrics import PSNRY, SSIMY
 
 TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
+GAN_TYPES = ("standard", "relativistic")
+DISCRIMINATORS = ("report", "vgg")
+
+
+def build_discriminator(kind, hr_size):
+    """The report's discriminator (models.discriminator) or ESRGAN's VGG-style one (hr_size divisible by 32).
+
+    Args:
+        kind: one of DISCRIMINATORS.
+        hr_size: side of the HR crops it judges.
+    """
+    if kind == "vgg":
+        from sr_keras.vgg_discriminator import vgg_discriminator
+
+        return vgg_discriminator(hr_size)
+    if kind != "report":
+        raise ValueError(f"kind must be one of {DISCRIMINATORS}. Received: kind={kind!r}")
+    from sr_keras.models import discriminator
+
+    return discriminator(hr_size)
 
 
 class SRGAN(MultiWorkerFit, keras.Model):
-    """generator: LR -> SR in [0, 1]; discriminator: HR-sized image -> logit; content_loss: a
-    `losses.VGGContentLoss` (or any callable (hr, sr) -> per-image loss). `scale` is the SR factor,
-    which is also the border cropped by validation PSNR/SSIM on Y.
+    """A GAN trainer for a super-resolution generator.
 
     Calling the model runs the generator, so predict() and the exported model are G alone. The
     content loss is kept as a plain attribute: VGG is not part of the model's weights or checkpoints.
+
+    Args:
+        generator: LR -> SR in [0, 1].
+        discriminator: HR-sized image -> one logit per image (`build_discriminator`).
+        content_loss: a `losses.VGGContentLoss`, or any callable (hr, sr) -> per-image loss.
+        scale: the SR factor, also the border cropped by validation PSNR/SSIM on Y.
+        gan: "standard" (SRGAN) or "relativistic" (ESRGAN's relativistic average GAN). The logged
+            d_real and d_fake are D's mean probabilities: sigmoid(C(x)) for standard,
+            D_Ra(x_r, x_f) and D_Ra(x_f, x_r) for relativistic.
     """
 
-    def __init__(self, generator, discriminator, content_loss, scale, **kwargs):
+    def __init__(self, generator, discriminator, content_loss, scale, gan="standard", **kwargs):
         super().__init__(**kwargs)
+        if gan not in GAN_TYPES:
+            raise ValueError(f"gan must be one of {GAN_TYPES}. Received: gan={gan!r}")
         self.generator = generator
         self.discriminator = discriminator
         self.content_loss = content_loss
         self.scale = int(scale)
+        self.gan = gan
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
         self.psnr = PSNRY(self.scale)
         self.ssim = SSIMY(self.scale)
@@ -45,13 +79,16 @@ class SRGAN(MultiWorkerFit, keras.Model):
         return self.generator(lr, training=training)
 
     def compile(self, g_optimizer, d_optimizer, pixel_weight=2.0, content_weight=1.0, adversarial_weight=0.005,
-                **kwargs):
+                pixel_loss="mse", **kwargs):
         """One optimizer per network; `kwargs` (jit_compile, steps_per_execution, ...) go to keras.
 
         `self.optimizer` is G's optimizer, so Keras' own bookkeeping (TensorBoard steps, iterations)
         counts train steps; callbacks.LRSchedule sets the rate of both (`optimizers`). Under mixed_float16 both
-        optimizers get dynamic loss scaling.
+        optimizers get dynamic loss scaling. pixel_loss: "mse" (SRGAN) or "l1" (ESRGAN).
         """
+        if pixel_loss not in losses.PIXEL_LOSSES:
+            raise ValueError(f"pixel_loss must be one of {tuple(losses.PIXEL_LOSSES)}. "
+                             f"Received: pixel_loss={pixel_loss!r}")
         if self.dtype_policy.name == "mixed_float16":
             g_optimizer, d_optimizer = (
                 o if isinstance(o, keras.optimizers.LossScaleOptimizer) else keras.optimizers.LossScaleOptimizer(o)
@@ -61,6 +98,7 @@ class SRGAN(MultiWorkerFit, keras.Model):
         self.pixel_weight = float(pixel_weight)
         self.content_weight = float(content_weight)
         self.adversarial_weight = float(adversarial_weight)
+        self.pixel_loss = pixel_loss
         self.build_optimizers()
 
     def build_optimizers(self):
@@ -79,11 +117,24 @@ class SRGAN(MultiWorkerFit, keras.Model):
     def metrics(self):
         return [*self.trackers.values(), self.psnr, self.ssim]
 
-    def generator_terms(self, hr, sr, fake_logits):
-        """Weighted per-image (pixel, content, adversarial) terms of G's loss, float32."""
-        return (self.pixel_weight * losses.pixel_loss(hr, sr),
+    def discriminator_terms(self, real_logits, fake_logits):
+        """(D's per-image loss, D's probability for real, for fake images), float32."""
+        if self.gan == "relativistic":
+            real, fake = losses.relativistic_logits(real_logits, fake_logits)
+            return losses.relativistic_discriminator_loss(real_logits, fake_logits), tf.sigmoid(real), tf.sigmoid(fake)
+        return (losses.discriminator_loss(real_logits, fake_logits), tf.sigmoid(tf.reshape(real_logits, [-1])),
+                tf.sigmoid(tf.reshape(fake_logits, [-1])))
+
+    def generator_terms(self, hr, sr, real_logits, fake_logits):
+        """Weighted per-image (pixel, content, adversarial) terms of G's loss, float32. real_logits is
+        only read by the relativistic loss (None for standard)."""
+        if self.gan == "relativistic":
+            adversarial = losses.relativistic_generator_loss(real_logits, fake_logits)
+        else:
+            adversarial = losses.generator_adversarial_loss(fake_logits)
+        return (self.pixel_weight * losses.PIXEL_LOSSES[self.pixel_loss](hr, sr),
                 self.content_weight * keras.ops.cast(self.content_loss(hr, sr), "float32"),
-                self.adversarial_weight * losses.generator_adversarial_loss(fake_logits))
+                self.adversarial_weight * adversarial)
 
     def train_step(self, data):
         lr, hr = data
@@ -96,20 +147,20 @@ class SRGAN(MultiWorkerFit, keras.Model):
                 with tf.GradientTape() as d_tape:
                     real_logits = tf.cast(self.discriminator(hr, training=True), tf.float32)
                     fake_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
-                    d_per_image = losses.discriminator_loss(real_logits, fake_logits)
-                    d_loss = tf.nn.compute_average_loss(d_per_image)
-                    d_scaled = self.d_optimizer.scale_loss(d_loss)
+                    d_per_image, d_real, d_fake = self.discriminator_terms(real_logits, fake_logits)
+                    d_scaled = self.d_optimizer.scale_loss(tf.nn.compute_average_loss(d_per_image))
                 self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
+                real_after = None
+                if self.gan == "relativistic":
+                    real_after = tf.cast(self.discriminator(hr, training=True), tf.float32)
             adv_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
-            pixel, content, adversarial = self.generator_terms(hr, sr, adv_logits)
+            pixel, content, adversarial = self.generator_terms(hr, sr, real_after, adv_logits)
             g_per_image = pixel + content + adversarial
             g_scaled = self.g_optimizer.scale_loss(tf.nn.compute_average_loss(g_per_image))
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
 
         values = {"g_loss": g_per_image, "pixel_loss": pixel, "content_loss": content,
-                  "adversarial_loss": adversarial, "d_loss": d_per_image,
-                  "d_real": tf.sigmoid(tf.reshape(real_logits, [-1])),
-                  "d_fake": tf.sigmoid(tf.reshape(fake_logits, [-1]))}
+                  "adversarial_loss": adversarial, "d_loss": d_per_image, "d_real": d_real, "d_fake": d_fake}
         for name, v in values.items():
             self.trackers[name].update_state(v)
         return self.reducible_logs({name: t.result() for name, t in self.trackers.items()})
@@ -123,25 +174,37 @@ class SRGAN(MultiWorkerFit, keras.Model):
 
 
 def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pixel_weight=2.0,
-                        content_weight=1.0, adversarial_weight=0.005, jit=False):
-    """The SRGAN model compiled exactly as train_srgan.py trains it (benchmarks time this one).
+                        content_weight=1.0, adversarial_weight=0.005, jit=False, gan="standard",
+                        discriminator="report", pixel_loss="mse", ema=None):
+    """The GAN model compiled exactly as train_srgan.py trains it (benchmarks time this one).
 
     Call after distribute.set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8.
-    """
-    from sr_keras.models import discriminator
 
-    model = SRGAN(generator, discriminator(hr_size), content_loss, scale, name="srgan")
-    model.compile(keras.optimizers.Adam(lr, epsilon=1e-8), keras.optimizers.Adam(lr, epsilon=1e-8),
-                  pixel_weight=pixel_weight, content_weight=content_weight,
-                  adversarial_weight=adversarial_weight, jit_compile=bool(jit))
+    Args:
+        generator: the generator (SRResNet or RRDBNet).
+        hr_size: HR crop side, the discriminator's input.
+        content_loss: a `losses.VGGContentLoss`.
+        scale: upscaling factor.
+        lr: initial learning rate of both networks.
+        pixel_weight, content_weight, adversarial_weight: weights of G's loss terms.
+        jit: compile the train step with XLA.
+        gan: one of GAN_TYPES.
+        discriminator: one of DISCRIMINATORS.
+        pixel_loss: "mse" or "l1".
+        ema: decay of an exponential moving average of G's weights (`ema.adam`), or None.
+    """
+    model = SRGAN(generator, build_discriminator(discriminator, hr_size), content_loss, scale, gan=gan,
+                  name="srgan")
+    model.compile(adam(lr, ema), adam(lr), pixel_weight=pixel_weight, content_weight=content_weight,
+                  adversarial_weight=adversarial_weight, pixel_loss=pixel_loss, jit_compile=bool(jit))
     return model
 
 
 def load_init_generator(generator, path, config):
-    """Copy the weights of a trained SRResNet into `generator` (built from this run's `config`).
+    """Copy the weights of a trained PSNR-oriented generator into `generator` (built from this run's `config`).
 
     Args:
-        generator: the run's generator.
+        generator: the run's generator (SRResNet or RRDBNet).
         path: an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
             SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file.
         config: the run's config.GeneratorConfig.
@@ -159,7 +222,7 @@ def load_init_generator(generator, path, config):
             generator.load_weights(path)
         except Exception as e:  # keras raises ValueError or h5py errors for another architecture or a bad file
             raise UserError(f"{flag} {path}: cannot load these weights into a generator with {config.describe()} "
-                            f"({first_line(e)}); pass the SRResNet run's architecture flags") from None
+                            f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
         return generator
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -184,6 +247,6 @@ def load_init_generator(generator, path, config):
                         "(--track); use a generator trained on the same scale")
     if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]:
         raise UserError(f"{flag} {path} has another architecture ({src_desc}) than this run's generator "
-                        f"({config.describe()}); pass the flags the SRResNet was trained with")
+                        f"({config.describe()}); pass the flags it was trained with")
     generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])
     return generator

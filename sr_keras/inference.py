@@ -3,7 +3,8 @@
 `load_upscaler(path)` accepts what `--export` writes (a SavedModel folder holding `model.keras`
 beside `saved_model.pb`), a bare `.keras` file, or a model name (sr_keras.loading). The Keras model
 is preferred (loaded in safe mode, no pickle); a SavedModel without it is called through its uint8
-`serving_default` signature.
+`serving_default` signature; a `.tflite` file runs through LiteRT after its op list is checked
+(sr_keras.tflite).
 
 `upscale_image(upscaler, img, tile, overlap)` splits the LR image into tiles, gives each tile a
 margin of real neighbouring pixels, and writes only the tile's core into a preallocated output of
@@ -20,8 +21,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sr_keras.errors import UserError, first_line
-from sr_keras.loading import (CONFIG_FILE, KERAS_FILE, load_generator_config, load_keras_model, probe_scale,
-                              resolve_model)
+from sr_keras.loading import (CONFIG_FILE, KERAS_FILE, TFLITE_SUFFIX, load_generator_config, load_keras_model,
+                              probe_scale, resolve_model)
 
 # ITU-R BT.601 luma, as PIL's convert("L"): how a grey input comes back to one channel.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -51,21 +52,30 @@ class Upscaler:
             raise UserError(f"{flag} '{path}' upscales x{self.scale} but its {CONFIG_FILE} says x{config.scale}")
 
     def __call__(self, lr):
-        run = self._run.get(lr.dtype)
+        return self.batch(lr[None])[0]
+
+    def batch(self, lrs):
+        """N x H x W x 3 uint8/uint16 images -> N x sH x sW x 3, same dtype, in one model call."""
+        run = self._run.get(lrs.dtype)
         if run is None:
-            raise TypeError(f"upscaler takes uint8 or uint16 images. Received: dtype={lr.dtype}")
-        return run(lr[None])[0]
+            raise TypeError(f"upscaler takes uint8 or uint16 images. Received: dtype={lrs.dtype}")
+        return run(lrs)
 
 
 def load_upscaler(path, flag="--model"):
     """Load a model for upscaling; raise UserError naming `path` (one line) when it cannot be.
 
     Args:
-        path: an export folder (its model.keras, else its SavedModel signature), a .keras file, or a
-            model name (sr_keras.loading.resolve_model).
+        path: an export folder (its model.keras, else its SavedModel signature), a .keras file, a
+            .tflite file written by sr_keras.tflite.export_tflite (run by LiteRT), or a model name
+            (sr_keras.loading.resolve_model).
         flag: the command-line flag that gave `path`, for error messages.
     """
     path = resolve_model(path, flag)
+    if os.path.isfile(path) and path.endswith(TFLITE_SUFFIX):
+        from sr_keras.tflite import load_tflite_upscaler
+
+        return load_tflite_upscaler(path, flag)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
             and os.path.isfile(os.path.join(path, "saved_model.pb")):
         return _from_savedmodel(path, flag)
@@ -221,6 +231,20 @@ def _splits(n, tile):
     return [n * i // k for i in range(k + 1)]
 
 
+def _windows(n, tile, margin):
+    """(window length, [(core start, core end, window start)]) along one axis.
+
+    The cores are _splits(n, tile); every window has the same length (the largest core plus a margin
+    each side, at most n) and is shifted to lie inside the image, so each core keeps at least `margin`
+    pixels of real context wherever the image has them, and every tile of a picture has one shape:
+    tiles can be batched, and a fixed-shape runtime (TFLite) never re-allocates within a picture.
+    """
+    edges = _splits(n, tile) if tile and tile > 0 else [0, n]
+    cores = list(zip(edges[:-1], edges[1:]))
+    length = min(n, max(b - a for a, b in cores) + 2 * margin)
+    return length, [(a, b, min(max(0, a - margin), n - length)) for a, b in cores]
+
+
 # Peak memory of one model call, in multiples of its largest activation (input and output of the
 # widest op plus oneDNN's reordered copy); measured 4.1x on the full x4 SRResNet on CPU.
 ACT_OVERHEAD = 4.0
@@ -236,39 +260,45 @@ def tile_side(upscaler, tile, overlap, max_tile_mb):
     return max(16, min(tile, fits))
 
 
-def upscale_bands(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress=False):
+def upscale_bands(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress=False, batch=1):
     """Yield (row, band): the upscaled image one row of tiles at a time, top to bottom, so a caller
     can write it out without ever holding the whole output. Arguments as upscale_image."""
     if img.dtype not in (np.uint8, np.uint16) or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
         raise ValueError(f"upscale takes an HxW or HxWx3 uint8/uint16 image. "
                          f"Received: shape={img.shape}, dtype={img.dtype}")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1. Received: batch={batch}")
     s = upscaler.scale
     h, w = img.shape[:2]
     margin = max(int(overlap), upscaler.radius or 0)
     tile = tile_side(upscaler, tile, overlap, max_tile_mb)
-    ys, xs = (_splits(h, tile), _splits(w, tile)) if tile and tile > 0 else ([0, h], [0, w])
+    (wy, rows), (wx, cols) = _windows(h, tile, margin), _windows(w, tile, margin)
     top = np.iinfo(img.dtype).max
-    bar = tqdm(total=(len(ys) - 1) * (len(xs) - 1), desc="tiles", unit="tile", leave=False, delay=2,
-               disable=not progress)
-    for y0, y1 in zip(ys[:-1], ys[1:]):
-        band = np.empty(((y1 - y0) * s, w * s) + img.shape[2:], img.dtype)
-        ya, yb = max(0, y0 - margin), min(h, y1 + margin)
-        for x0, x1 in zip(xs[:-1], xs[1:]):
-            xa, xb = max(0, x0 - margin), min(w, x1 + margin)
-            part = img[ya:yb, xa:xb]
-            if img.ndim == 2:
-                part = np.repeat(part[..., None], 3, axis=2)
-            sr = upscaler(np.ascontiguousarray(part))
+    jobs = [(r, c) for r in range(len(rows)) for c in range(len(cols))]  # raster order: rows finish in turn
+    bar = tqdm(total=len(jobs), desc="tiles", unit="tile", leave=False, delay=2, disable=not progress)
+    band, left = None, 0
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i:i + batch]
+        parts = np.stack([img[rows[r][2]:rows[r][2] + wy, cols[c][2]:cols[c][2] + wx] for r, c in chunk])
+        if img.ndim == 2:
+            parts = np.repeat(parts[..., None], 3, axis=3)
+        for (r, c), sr in zip(chunk, upscaler.batch(parts)):
+            (y0, y1, ya), (x0, x1, xa) = rows[r], cols[c]
+            if band is None:
+                band, left = np.empty(((y1 - y0) * s, w * s) + img.shape[2:], img.dtype), len(cols)
             core = sr[(y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
             if img.ndim == 2:
                 core = np.clip(np.round(core.astype(np.float32) @ _LUMA), 0, top).astype(img.dtype)
             band[:, x0 * s:x1 * s] = core
             bar.update()
-        yield y0 * s, band
+            left -= 1
+            if not left:
+                yield y0 * s, band
+                band = None
     bar.close()
 
 
-def upscale_image(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress=False):
+def upscale_image(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress=False, batch=1):
     """Upscale one image (HxW grey or HxWx3 RGB, uint8 or uint16) -> same layout and dtype, s times larger.
 
     `tile` is the largest core tile side in LR pixels (0 = whole image in one pass); tiles shrink so
@@ -276,10 +306,12 @@ def upscale_image(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress
     of neighbouring pixels given to each tile, raised to the model's receptive radius when that is
     larger so that tiled and whole-image results agree. Grey images run through the model as
     replicated RGB and come back as BT.601 luma. Tiles are written straight into the one uint8/uint16
-    output array; no float copy of the full-size image is ever made.
+    output array; no float copy of the full-size image is ever made. `batch` tiles (all of one shape)
+    go through the model per call: the same pixels as one per call, faster on a GPU, `batch` times the
+    activation memory.
     """
     s = upscaler.scale
     out = np.empty((img.shape[0] * s, img.shape[1] * s) + img.shape[2:], img.dtype)
-    for row, band in upscale_bands(upscaler, img, tile, overlap, max_tile_mb, progress):
+    for row, band in upscale_bands(upscaler, img, tile, overlap, max_tile_mb, progress, batch):
         out[row:row + band.shape[0]] = band
     return out

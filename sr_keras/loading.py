@@ -1,8 +1,9 @@
 """Find and load a trained generator: model names, the one Keras loader, the one scale probe.
 
-A model is given as a path (an export folder written by `export_model`, or a `.keras` file) or as a
-name: `srresnet_x4` is looked up in the repository's `saved_models/` folder, then in the folder named
-by the environment variable `SR_KERAS_MODELS`, from any working directory. An export folder carries
+A model is given as a path (an export folder written by `export_model`, a `.keras` or a `.tflite`
+file) or as a name: `srresnet_x4` is looked up in the shipped `saved_models/` (installed with the
+package as `sr_keras/saved_models`, or the repository's folder in a checkout), then in the folder
+named by the environment variable `SR_KERAS_MODELS`, from any working directory. An export folder carries
 `generator.json` (the generator's `GeneratorConfig`); exports written before it existed have none.
 
 TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
@@ -16,13 +17,17 @@ from sr_keras.errors import UserError, first_line
 MODELS_ENV = "SR_KERAS_MODELS"
 CONFIG_FILE = "generator.json"
 KERAS_FILE = "model.keras"
-_HINT = "give a folder written by --export (saved_model.pb, model.keras), a .keras file or a model name"
+TFLITE_SUFFIX = ".tflite"
+_HINT = ("give a folder written by --export (saved_model.pb, model.keras), a .keras or .tflite file or a "
+         "model name")
 
 
 def model_folders():
-    """The folders model names are looked up in, in order: the repository's saved_models/ (beside
-    the sr_keras package), then $SR_KERAS_MODELS when it is set."""
-    folders = [Path(__file__).resolve().parent.parent / "saved_models"]
+    """The folders model names are looked up in, in order: the shipped saved_models/ (inside the
+    installed package; in a checkout or an editable install, the repository's folder beside it), then
+    $SR_KERAS_MODELS when it is set."""
+    package = Path(__file__).resolve().parent
+    folders = [folder for folder in (package / "saved_models", package.parent / "saved_models") if folder.is_dir()]
     if os.environ.get(MODELS_ENV):
         folders.append(Path(os.environ[MODELS_ENV]).expanduser())
     return folders
@@ -31,7 +36,7 @@ def model_folders():
 def _is_model(path):
     if path.is_dir():
         return (path / KERAS_FILE).is_file() or (path / "saved_model.pb").is_file()
-    return path.is_file() and path.suffix == ".keras"
+    return path.is_file() and path.suffix in (".keras", TFLITE_SUFFIX)
 
 
 def known_models():
@@ -41,7 +46,7 @@ def known_models():
         if not folder.is_dir():
             continue
         for entry in sorted(folder.iterdir()):
-            name = entry.stem if entry.suffix == ".keras" else entry.name
+            name = entry.stem if entry.suffix in (".keras", TFLITE_SUFFIX) else entry.name
             if not name.startswith(".") and _is_model(entry):
                 found.setdefault(name, str(entry))
     return found
@@ -52,7 +57,7 @@ def resolve_model(name_or_path, flag="--model"):
 
     Args:
         name_or_path: an existing path (returned as given), or the name of a model in saved_models/
-            or $SR_KERAS_MODELS (a folder `NAME` or a file `NAME.keras` there).
+            or $SR_KERAS_MODELS (a folder `NAME`, or a file `NAME.keras` or `NAME.tflite` there).
         flag: the command-line flag that gave it, for the error message.
 
     Returns:
@@ -66,7 +71,7 @@ def resolve_model(name_or_path, flag="--model"):
         return given
     if given and os.path.basename(given) == given:
         for folder in model_folders():
-            for candidate in (folder / given, folder / f"{given}.keras"):
+            for candidate in (folder / given, folder / f"{given}.keras", folder / f"{given}{TFLITE_SUFFIX}"):
                 if _is_model(candidate):
                     return str(candidate)
     names = ", ".join(known_models()) or "none"

@@ -8,6 +8,8 @@ augmentation flags of the batch are stateless random draws keyed by (seed, b). W
 epoch e is batches e*S ... e*S + S - 1: a dataset that starts at batch e*S yields exactly what an
 uninterrupted one yields after e*S batches, so a resumed run trains on the same crops. Nothing depends
 on tf.data's stateful shuffle, TensorFlow's global seed or how many batches were already drawn.
+With a degradation (sr_keras.degradations), the LR of example i of batch b is made from its augmented
+HR crop with the seed (seed, b, i), so it too is a function of (seed, b) and resumes exactly.
 """
 import concurrent.futures
 import functools
@@ -17,7 +19,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from sr_keras import pairing
+from sr_keras import degradations, imageio, pairing
 from sr_keras.errors import UserError
 
 
@@ -41,16 +43,28 @@ def eval_pipeline(pairs, scale):
 
 # ---------------------------------------------------------------- decoded training images
 
-def decode_pairs(pairs, scale):
-    """(lrs, hrs): trimmed uint8 arrays of every pair, decoded by a few threads (Pillow and NumPy
-    release the GIL) behind a progress bar. The first unreadable file raises its UserError."""
+def read_hr(pair, scale):
+    """(None, hr): the trimmed uint8 HR of a checked pair whose LR is made from it on the fly (a
+    degradation), without reading or making an LR image; UserError as pairing.read_pair's."""
+    hr = pair.hr if isinstance(pair.hr, np.ndarray) else imageio.read_rgb(pair.hr)
+    h, w = pair.lr_size
+    if hr.shape[0] < scale * h or hr.shape[1] < scale * w:
+        raise UserError(f"{pair.name}: decodes to HR {hr.shape[1]}x{hr.shape[0]} but its header says at least "
+                        f"{scale * w}x{scale * h}; replace or remove it")
+    return None, hr[:scale * h, :scale * w]
+
+
+def decode_pairs(pairs, scale, read=pairing.read_pair):
+    """(lrs, hrs): trimmed uint8 arrays of every pair (`read` of each, pairing.read_pair or read_hr),
+    decoded by a few threads (Pillow and NumPy release the GIL) behind a progress bar. The first
+    unreadable file raises its UserError."""
     from tqdm import tqdm
 
     lrs, hrs = [None] * len(pairs), [None] * len(pairs)
     workers = min(8, os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
             tqdm(total=len(pairs), desc="decoding training images", unit="img", file=sys.stderr, leave=False) as bar:
-        futures = {pool.submit(pairing.read_pair, p, scale): i for i, p in enumerate(pairs)}
+        futures = {pool.submit(read, p, scale): i for i, p in enumerate(pairs)}
         try:
             for future in concurrent.futures.as_completed(futures):
                 lrs[futures[future]], hrs[futures[future]] = future.result()
@@ -113,11 +127,19 @@ def _batch_plan(b, keys, sizes, batch_size, lr_crop, augment_p):
 _AUGMENTATIONS = (lambda t: t[:, ::-1], lambda t: t[::-1], lambda t: np.rot90(t, k=3), lambda t: np.rot90(t, k=1))
 
 
-def training_pipeline(images, sizes, *, scale, batch_size, lr_crop, augment_p, seed, start_batch):
+def _augment(img, chosen):
+    for fn, c in zip(_AUGMENTATIONS, chosen):
+        img = fn(img) if c else img
+    return img
+
+
+def training_pipeline(images, sizes, *, scale, batch_size, lr_crop, augment_p, seed, start_batch,
+                      degradation=None):
     """Infinite (lr, hr) float32 batches of seeded crops (module docstring), from batch `start_batch`.
 
     Args:
-        images: callable [index, ...] -> [(lr, hr), ...], the trimmed uint8 arrays of training images.
+        images: callable [index, ...] -> [(lr, hr), ...], the trimmed uint8 arrays of training images
+            (lr may be None with a degradation).
         sizes: (n, 2) int array, the trimmed LR (height, width) of each image, each side >= lr_crop.
         scale: upscaling factor; the HR window is scale x the LR window.
         batch_size: examples per batch.
@@ -125,26 +147,30 @@ def training_pipeline(images, sizes, *, scale, batch_size, lr_crop, augment_p, s
         augment_p: probability of each of the four augmentations.
         seed: integer; the batches are a function of it (and of the arguments above).
         start_batch: index of the first batch yielded.
+        degradation: None (the LR window of the LR image) or a degradations.DegradationConfig (the LR
+            made from the augmented HR crop by degradations.degrade).
     """
-    keys = tf.random.experimental.stateless_split(tf.constant([int(seed) % 2**63, 0], tf.int64), 2)
+    seed = int(seed) % 2**63
+    keys = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
     sizes = tf.constant(np.asarray(sizes, np.int64).reshape(-1, 2))
     plan = functools.partial(_batch_plan, keys=keys, sizes=sizes, batch_size=batch_size, lr_crop=lr_crop,
                              augment_p=float(augment_p))
     hr_crop = scale * lr_crop
 
-    def crop(ks, ys, xs, flags):
+    def crop(b, ks, ys, xs, flags):
         lrs, hrs = [], []
-        for (lr, hr), y, x, chosen in zip(images([int(k) for k in ks]), ys, xs, flags):
-            lr = lr[y:y + lr_crop, x:x + lr_crop]
-            hr = hr[scale * y:scale * y + hr_crop, scale * x:scale * x + hr_crop]
-            for fn in (fn for fn, c in zip(_AUGMENTATIONS, chosen) if c):
-                lr, hr = fn(lr), fn(hr)
+        for i, ((lr, hr), y, x, chosen) in enumerate(zip(images([int(k) for k in ks]), ys, xs, flags)):
+            hr = _augment(hr[scale * y:scale * y + hr_crop, scale * x:scale * x + hr_crop], chosen)
+            if degradation is None:
+                lr = _augment(lr[y:y + lr_crop, x:x + lr_crop], chosen)
+            else:
+                lr = degradations.degrade(hr, scale, degradation, (seed, int(b), i))
             lrs.append(lr)
             hrs.append(hr)
         return np.stack(lrs), np.stack(hrs)
 
     def make_batch(b):
-        lr, hr = tf.numpy_function(crop, plan(b), [tf.uint8, tf.uint8], stateful=False)
+        lr, hr = tf.numpy_function(crop, (b, *plan(b)), [tf.uint8, tf.uint8], stateful=False)
         lr = tf.ensure_shape(lr, [batch_size, lr_crop, lr_crop, 3])
         hr = tf.ensure_shape(hr, [batch_size, hr_crop, hr_crop, 3])
         return to_float(lr), to_float(hr)

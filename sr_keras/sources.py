@@ -93,8 +93,9 @@ def _lr_subdir(track):
     return _LR_DIRS[key].format(s=s)
 
 
-def _div2k_pairs(root, split, track, label, lr_dir=None):
-    """Pairs of a DIV2K-layout tree: root holds DIV2K_{train,valid}_HR (and the LR folders unless lr_dir)."""
+def _div2k_pairs(root, split, track, label, lr_dir=None, hr_only=False):
+    """Pairs of a DIV2K-layout tree: root holds DIV2K_{train,valid}_HR (and the LR folders unless lr_dir);
+    with hr_only, HR images only (LR None), the LR folders are not looked at."""
     scale = scale_of(track)
     part = "train" if split == "train" else "valid"
     first, last = SPLITS[split]
@@ -105,6 +106,8 @@ def _div2k_pairs(root, split, track, label, lr_dir=None):
     ids = sorted(i for i in hr_files if first <= i <= last)
     if not ids:
         raise UserError(f"{hr_dir}: no {split} images (numbers {first:04d}-{last:04d}) in it")
+    if hr_only:
+        return [Pair(hr_files[i], hr_files[i]) for i in ids]
     lr_dir = lr_dir or os.path.join(root, f"DIV2K_{part}_{_lr_subdir(track)}")
     if not os.path.isdir(lr_dir):
         if not track.startswith("bicubic"):
@@ -179,8 +182,13 @@ def _folder_kind(source):
     return "div2k" if any(e.startswith("DIV2K_") for e in entries) else "hr"
 
 
-def resolve(source, track, split, data_dir=None, manual_dir=None):
-    """(pairs, label) of a source's split; for "tfds" this fetches/extracts the official zips."""
+def resolve(source, track, split, data_dir=None, manual_dir=None, hr_only=False):
+    """(pairs, label) of a source's split; for "tfds" this fetches/extracts the official zips.
+
+    hr_only: pairs of HR images only (LR None, not looked for): their LR is made on the fly by a
+    training degradation. The track still sets the scale, and HR-only sources still need a bicubic
+    track (their validation split is bicubic).
+    """
     scale = scale_of(track)
     check_split(split)
     if is_tfds(source):
@@ -189,15 +197,16 @@ def resolve(source, track, split, data_dir=None, manual_dir=None):
         lr_dir = os.path.join(lr_root, f"DIV2K_{part}_{_lr_subdir(track)}")
         # the LR zip's inner folder as in the official layout, else anywhere in it (as tfds' builder reads it)
         lr_dir = lr_dir if os.path.isdir(lr_dir) else lr_root
-        return _div2k_pairs(hr_root, split, track, f"div2k/{track}", lr_dir), f"div2k/{track}"
+        return _div2k_pairs(hr_root, split, track, f"div2k/{track}", lr_dir, hr_only), f"div2k/{track}"
     kind = "samples" if source == "samples" else _folder_kind(source)
     if kind == "div2k":
-        return _div2k_pairs(source, split, track, source), source
+        return _div2k_pairs(source, split, track, source, hr_only=hr_only), source
     if not track.startswith("bicubic"):
         raise UserError(f"track {track} needs the dataset's own LR images but {source} has HR images only; "
                         "use a bicubic_x* track (LR made with MATLAB-style bicubic)")
     if kind == "samples":
-        return _sample_pairs(split, scale), "samples"
+        pairs = _sample_pairs(split, scale)
+        return ([Pair(p.name, p.hr) for p in pairs] if hr_only else pairs), "samples"
     return _hr_folder_pairs(source, split), source
 
 

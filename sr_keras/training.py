@@ -12,9 +12,10 @@ import keras
 
 from sr_keras import metrics as sr_metrics
 from sr_keras import runs
-from sr_keras.callbacks import (ImagePanel, LRSchedule, NonFiniteGuard, ResumableEarlyStopping, RunCheckpoint,
-                                lr_schedule)
+from sr_keras.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFiniteGuard, ResumableEarlyStopping,
+                                RunCheckpoint, lr_schedule)
 from sr_keras.distribute import Trainer, replicate_for_replicas
+from sr_keras.ema import WeightAverage, adam
 from sr_keras.errors import UserError
 
 PIXEL_LOSSES = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}
@@ -41,7 +42,7 @@ def start_at_bicubic(generator):
 def make_generator(config):
     """The untrained generator of a config.GeneratorConfig, started at bicubic when it has the skip."""
     generator = config.build()
-    if config.bicubic_skip:
+    if config.bicubic_skip:  # srresnet only (an rrdbnet config has none)
         start_at_bicubic(generator)
     return generator
 
@@ -77,8 +78,9 @@ def init_trunk(generator, path):
     return copied
 
 
-def build_srresnet_trainer(config, *, lr=1e-4, loss="mse", jit=False):
-    """(trainer, generator) compiled exactly as train_srresnet.py trains them.
+def build_srresnet_trainer(config, *, lr=1e-4, loss="mse", jit=False, ema=None):
+    """(trainer, generator) compiled exactly as train_srresnet.py trains them (SRResNet or, with an
+    rrdbnet config, ESRGAN's PSNR-oriented RRDBNet).
 
     Call after distribute.set_precision() and inside strategy.scope(). Adam's epsilon is PyTorch's 1e-8
     (SPEC); under mixed_float16 Keras wraps it in a LossScaleOptimizer. Validation metrics: PSNR/SSIM on Y.
@@ -88,12 +90,13 @@ def build_srresnet_trainer(config, *, lr=1e-4, loss="mse", jit=False):
         lr: initial learning rate.
         loss: pixel loss, "mse" or "l1".
         jit: compile the train step with XLA.
+        ema: decay of an exponential moving average of the generator's weights (sr_keras.ema), or None.
     """
     if loss not in PIXEL_LOSSES:
         raise UserError(f"--loss {loss}: expected one of {', '.join(PIXEL_LOSSES)}")
     generator = make_generator(config)
     trainer = float32_output(generator)
-    trainer.compile(optimizer=keras.optimizers.Adam(lr, epsilon=1e-8), loss=PIXEL_LOSSES[loss],
+    trainer.compile(optimizer=adam(lr, ema), loss=PIXEL_LOSSES[loss],
                     metrics=[sr_metrics.PSNRY(config.scale), sr_metrics.SSIMY(config.scale)], jit_compile=bool(jit))
     return trainer, generator
 
@@ -107,14 +110,15 @@ def datasets(train, start_epoch):
     """(training, validation) datasets of a run (a config.TrainConfig).
 
     The training batches of each epoch are a function of (seed, epoch), so a run resumed at
-    start_epoch sees exactly what the uninterrupted run would have; validation is the first
+    start_epoch sees exactly what the uninterrupted run would have; training LR is made as
+    train.degradation says (sr_keras.data); validation is the first
     train.val_images images of the validation split (0: all).
     """
     from sr_keras import data
 
     train_ds = data.training_dataset(train.data, train.track, batch_size=train.batch_size, hr_crop=train.hr_crop,
                                      seed=train.seed, augment_p=train.augment_p, start_epoch=start_epoch,
-                                     steps_per_epoch=train.steps_per_epoch)
+                                     steps_per_epoch=train.steps_per_epoch, degradation=train.degradation)
     val_ds = data.eval_dataset(train.data, train.track, "validation")
     return train_ds, (val_ds.take(train.val_images) if train.val_images else val_ds)
 
@@ -125,7 +129,8 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
     Args:
         train: the run's config.TrainConfig.
         trainer: the compiled model (float32_output's trainer or gan.SRGAN).
-        generator: the network the checkpoints select and export.
+        generator: the network the checkpoints select and export; with train.ema, its weight average
+            (kept by trainer.optimizer, G's) is validated, selected and exported.
         train_ds, val_ds: datasets(train, start_epoch).
         scale: upscaling factor (the image panel's bicubic column).
         config: runs.resume_config() of this run, stored with every checkpoint.
@@ -143,6 +148,7 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
     ckpt_dir = os.path.join(train.out, runs.CHECKPOINT_DIR)
     log_dir = os.path.join(train.out, "logs") if chief else os.path.join(train.out, "logs-workers", str(os.getpid()))
     saved = state.callbacks if state else {}
+    average = WeightAverage(trainer.optimizer) if train.ema else None
     stateful = {}
     if train.monitor:  # --select last: no early stopping on a value that does not pick the export
         stateful["early_stopping"] = ResumableEarlyStopping(train.patience, monitor=train.monitor,
@@ -151,14 +157,15 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
     callbacks = [
         NonFiniteGuard(ckpt_dir, train.lr),
         LRSchedule(lr_schedule(train)),
+        *([AverageValidation(average)] if average else []),
         *stateful.values(),
         RunCheckpoint(train.out, generator, config, stateful=stateful, monitor=train.monitor, state=state,
-                      write=chief),
+                      write=chief, average=average),
         keras.callbacks.TensorBoard(log_dir, write_graph=False),
     ]
     if train.panel_images and chief:
         pairs = take_pairs(val_ds, train.panel_images)
-        callbacks.append(ImagePanel(os.path.join(log_dir, "images"), generator, pairs, scale))
+        callbacks.append(ImagePanel(os.path.join(log_dir, "images"), generator, pairs, scale, average=average))
     val_ds = replicate_for_replicas(val_ds, trainer.distribute_strategy.num_replicas_in_sync)
     return trainer.fit(train_ds, epochs=train.epochs, initial_epoch=start, steps_per_epoch=train.steps_per_epoch,
                        validation_data=val_ds, callbacks=callbacks, shuffle=False,
@@ -167,11 +174,16 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
 
 def finish_run(train, generator_config):
     """After fit: export the selected generator, then (with train.test_images) print bicubic against
-    the export on the first test_images images of the test split."""
-    from sr_keras import data, evaluation
+    the export on the first test_images images of the test split, and write the export's model card."""
+    from sr_keras import data, evaluation, model_card
+    from sr_keras.models import count_trainable
 
-    runs.export_best(train.out, train.export, generator_config)
+    generator = runs.export_best(train.out, train.export, generator_config)
+    scores = None
     if train.test_images:
         pairs = take_pairs(data.eval_dataset(train.data, train.track, "test"), train.test_images)
         scores = evaluation.bicubic_vs_model(train.export, pairs, generator_config.scale)
         print(evaluation.format_table(scores, len(pairs), generator_config.scale))
+    card = model_card.run_card(train, generator_config, count_trainable(generator), runs.load_state(train.out).epoch,
+                               scores)
+    model_card.write_card(train.export, card)

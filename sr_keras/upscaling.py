@@ -1,12 +1,17 @@
-"""Upscaling whole pictures: inputs collected from files and folders, <stem>_x<s>.png outputs.
+"""Upscaling whole pictures: inputs collected from files and folders, <stem><suffix>.<ext> outputs.
 
 A picture comes back as it came: grey stays grey, 16-bit grey stays 16-bit, and an alpha channel
-is upscaled with bicubic beside the model's colour (the model only sees colour). Files are written
-as the rows of tiles come out of the model (sr_keras.imageio.PngStream), so memory stays bounded
-whatever the picture's size; a file that cannot be read is named and skipped.
+is upscaled with bicubic beside the model's colour (the model only sees colour); JPEG and WebP
+outputs keep the input's ICC profile and EXIF (orientation reset: the pixels are stored upright). A
+PNG at the model's scale is written as the rows of tiles come out of the model
+(sr_keras.imageio.PngStream), so memory stays bounded whatever the picture's size; JPEG, WebP and
+--outscale hold the whole output once. Every output is written atomically (temp file + rename), so an
+output that exists is complete: --skip-existing trusts it. A file that cannot be read, or whose
+pixels the chosen format cannot hold (16-bit in JPEG/WebP, alpha in JPEG), is named and skipped.
 
 TensorFlow is imported only when a picture is upscaled, so bad inputs are reported at once.
 """
+import dataclasses
 import os
 import sys
 
@@ -41,9 +46,55 @@ def collect_inputs(inputs):
     return files, problems
 
 
+# --ext -> the Pillow format written
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiling:
+    """How pictures go through the model (sr_keras.inference.upscale_image): core tile side in LR
+    pixels (0 = whole picture), margin, activation memory per tile in MB (None/0 = no limit), and
+    tiles per model call (the same pixels whatever the batch; `batch` times the memory)."""
+
+    tile: int = 256
+    overlap: int = 16
+    max_tile_mb: int = 768
+    batch: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """What is written: format (a key of FORMATS), JPEG/WebP quality (1-100), final scale (None: the
+    model's; else round(outscale x input size), Lanczos-resampled from the model's output), and the
+    file-name suffix (None: "_x<final scale>")."""
+
+    ext: str = "png"
+    quality: int = 95
+    outscale: float = None
+    suffix: str = None
+
+    def __post_init__(self):
+        if self.ext not in FORMATS:
+            raise ValueError(f"ext must be one of {sorted(FORMATS)}. Received: ext={self.ext!r}")
+        if self.outscale is not None and not self.outscale > 0:
+            raise ValueError(f"outscale must be positive. Received: outscale={self.outscale}")
+
+    def name(self, path, scale):
+        """'photos/cat.jpg', model scale 4 -> 'cat_x4.png' (with the defaults)."""
+        suffix = self.suffix if self.suffix is not None else f"_x{self.outscale or scale:g}"
+        return f"{os.path.splitext(os.path.basename(path))[0]}{suffix}.{self.ext}"
+
+    def size(self, width, height, scale):
+        """The (width, height) written for an input of width x height."""
+        if self.outscale is None:
+            return width * scale, height * scale
+        return tuple(max(1, int(self.outscale * n + 0.5)) for n in (width, height))
+
+
 def output_name(path, scale):
     """'photos/cat.jpg', 4 -> 'cat_x4.png'."""
-    return f"{os.path.splitext(os.path.basename(path))[0]}_x{scale}.png"
+    return Output().name(path, scale)
 
 
 def split_alpha(pixels):
@@ -57,7 +108,7 @@ def split_alpha(pixels):
     return pixels, None
 
 
-def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_mb=768, progress=False):
+def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_mb=768, progress=False, batch=1):
     """Yield (row, band): the upscaled picture one row of tiles at a time, alpha as its last channel.
 
     Args:
@@ -65,7 +116,7 @@ def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_
         pixels: HxW or HxWx3 uint8, or HxW uint16 (read_image's pixels).
         alpha: a Pillow "L" image of the same size, or None; upscaled with bicubic (x257 beside
             16-bit pixels).
-        tile, overlap, max_tile_mb, progress: as sr_keras.inference.upscale_image.
+        tile, overlap, max_tile_mb, progress, batch: as sr_keras.inference.upscale_image.
     """
     from sr_keras.inference import upscale_bands
 
@@ -74,59 +125,128 @@ def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_
         alpha = np.asarray(alpha.resize((pixels.shape[1] * s, pixels.shape[0] * s), Image.BICUBIC))
         if pixels.dtype == np.uint16:
             alpha = alpha.astype(np.uint16) * 257
-    for row, band in upscale_bands(upscaler, pixels, tile, overlap, max_tile_mb, progress=progress):
+    for row, band in upscale_bands(upscaler, pixels, tile, overlap, max_tile_mb, progress=progress, batch=batch):
         if alpha is not None:
             a = alpha[row:row + band.shape[0], :, None]
             band = np.concatenate([band if band.ndim == 3 else band[..., None], a], axis=2)
         yield row, band
 
 
-def upscale_file(upscaler, path, out_dir, tile=256, overlap=16, max_tile_mb=768):
-    """Upscale one image file to out_dir/<stem>_x<s>.png, written atomically; returns that path.
+def check_format(pixels, alpha, path, output):
+    """Raise UserError (one line naming the file) when output's format cannot hold the picture."""
+    fmt = FORMATS[output.ext]
+    if pixels.dtype == np.uint16 and fmt != "PNG":
+        raise UserError(f"'{path}' is 16-bit and {fmt} holds 8 bits: use --ext png to keep it")
+    if alpha is not None and fmt == "JPEG":
+        raise UserError(f"'{path}' has an alpha channel, which JPEG cannot hold: use --ext png or webp")
+
+
+def exif_bytes(path):
+    """The EXIF block of an image file with its orientation set to 1 (the pixels are read upright),
+    or None when it has none."""
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+    except Exception:  # the pixels were readable; a broken EXIF block is only dropped
+        return None
+    if not exif:
+        return None
+    if _EXIF_ORIENTATION in exif:
+        exif[_EXIF_ORIENTATION] = 1
+    return exif.tobytes()
+
+
+def resize_lanczos(pixels, width, height):
+    """HxW(xC) uint8 or uint16 pixels resampled to height x width with Lanczos (Pillow's; alpha-weighted
+    for RGBA); 16-bit channels go through 32-bit float, so no precision is lost on the way."""
+    if pixels.dtype == np.uint8:
+        return np.asarray(Image.fromarray(pixels).resize((width, height), Image.LANCZOS))
+    planes = pixels[..., None] if pixels.ndim == 2 else pixels
+    out = np.stack([np.asarray(Image.fromarray(planes[..., i].astype(np.float32), "F").resize(
+        (width, height), Image.LANCZOS)) for i in range(planes.shape[2])], axis=2)
+    out = np.clip(np.round(out), 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
+    return out[..., 0] if pixels.ndim == 2 else out
+
+
+def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
+    """Upscale one image file to `dest`, written atomically; returns `dest`.
+
+    Args:
+        upscaler: a loaded sr_keras.inference.Upscaler.
+        path: the image file.
+        dest: the output file (its format is output.ext's, whatever its name says).
+        tiling: a Tiling.
+        output: an Output.
 
     Raises:
-        UserError: one line naming the file when it cannot be read or the output cannot be written.
+        UserError: one line naming the file when it cannot be read, the format cannot hold its
+            pixels, or the output cannot be written.
     """
     pixels, alpha, info = read_image(path)
+    check_format(pixels, alpha, path, output)
     s = upscaler.scale
-    h, w = pixels.shape[0] * s, pixels.shape[1] * s
+    w, h = output.size(pixels.shape[1], pixels.shape[0], s)
     channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
-    dest = os.path.join(out_dir, output_name(path, s))
+    bands = upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap, tiling.max_tile_mb or None,
+                           progress=True, batch=tiling.batch)
     try:
         with atomic_file(dest) as tmp, open(tmp, "wb") as f:
-            png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
-            for _, band in upscale_pixels(upscaler, pixels, alpha, tile, overlap, max_tile_mb, progress=True):
-                png.write(band)
-            png.close()
+            if output.ext == "png" and output.outscale is None:
+                png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
+                for _, band in bands:
+                    png.write(band)
+                png.close()
+                return dest
+            full = np.empty((pixels.shape[0] * s, pixels.shape[1] * s, channels), pixels.dtype)
+            for row, band in bands:
+                full[row:row + band.shape[0]] = band.reshape(band.shape[:2] + (channels,))
+            full = full[..., 0] if channels == 1 else full
+            if (w, h) != (full.shape[1], full.shape[0]):
+                full = resize_lanczos(full, w, h)
+            if output.ext == "png":
+                png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
+                png.write(full)
+                png.close()
+            else:
+                extra = {k: v for k, v in (("icc_profile", info.get("icc_profile")), ("exif", exif_bytes(path))) if v}
+                Image.fromarray(full).save(f, format=FORMATS[output.ext], quality=output.quality, **extra)
     except OSError as e:
         raise UserError(f"cannot write '{dest}': {e.strerror or e}") from e
     return dest
 
 
-def upscale_files(upscaler, files, out_dir, tile=256, overlap=16, max_tile_mb=768):
-    """Upscale each file into out_dir; a file that fails is named on stderr and skipped.
+def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), out_file=None, skip_existing=False):
+    """Upscale each file into out_dir (or the one file into out_file); a file that fails is named on
+    stderr and skipped.
 
     Two inputs with the same stem would write the same output: the second is refused, not written.
+    With skip_existing, an input whose output exists is not upscaled again (outputs are written
+    atomically, so an existing one is complete).
 
     Returns:
-        (written, failed): the number of files written, and the files that failed.
+        (written, skipped, failed): the numbers of files written and skipped, and the files that failed.
     """
     import tensorflow as tf
 
-    written, failed = 0, []
-    claimed = {}  # output name -> the input that produced it
+    written, skipped, failed = 0, 0, []
+    claimed = {}  # output path -> the input that produced it
     for path in tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img"):
         try:
-            name = output_name(path, upscaler.scale)
-            if name in claimed:
-                raise UserError(f"'{path}' would overwrite {name}, the output of '{claimed[name]}' (same file stem)")
-            claimed[name] = path
+            dest = out_file or os.path.join(out_dir, output.name(path, upscaler.scale))
+            if dest in claimed:
+                raise UserError(f"'{path}' would overwrite {os.path.basename(dest)}, the output of "
+                                f"'{claimed[dest]}' (same file stem)")
+            claimed[dest] = path
+            if skip_existing and os.path.exists(dest):
+                skipped += 1
+                continue
             try:
-                upscale_file(upscaler, path, out_dir, tile, overlap, max_tile_mb)
+                upscale_file(upscaler, path, dest, tiling, output)
             except (MemoryError, tf.errors.ResourceExhaustedError) as e:
-                raise UserError(f"out of memory on '{path}': use a smaller --tile or --tile-memory") from e
+                raise UserError(f"out of memory on '{path}': use a smaller --tile, --tile-memory or "
+                                "--batch-tiles") from e
             written += 1
         except UserError as e:
             tqdm.write(f"error: {e} (skipped)", file=sys.stderr)
             failed.append(path)
-    return written, failed
+    return written, skipped, failed

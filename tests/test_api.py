@@ -9,8 +9,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-import upscale
 from sr_keras import api
+from sr_keras.cli import upscale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""The command-line layer (sr_keras.cli) and the layering rules it keeps: argparse in one module, no
+"""The command-line layer (sr_keras.cli) and the layering rules it keeps: argparse in one subpackage, no
 `args` deep in the library, module sizes, and a package import that leaves file descriptors alone."""
 import argparse
 import ast
@@ -85,7 +85,7 @@ def _tree(path):
         return ast.parse(f.read(), path)
 
 
-def test_only_the_cli_module_imports_argparse():
+def test_only_the_cli_subpackage_imports_argparse():
     importers = []
     for path in PACKAGE:
         for node in ast.walk(_tree(path)):
@@ -93,7 +93,8 @@ def test_only_the_cli_module_imports_argparse():
                      else [node.module] if isinstance(node, ast.ImportFrom) else [])
             if "argparse" in names:
                 importers.append(os.path.relpath(path, ROOT))
-    assert sorted(set(importers)) == [os.path.join("sr_keras", "cli.py")]
+    # the CLI subpackage: its shared module, the training flags and one module per script
+    assert importers and all(os.path.dirname(path) == os.path.join("sr_keras", "cli") for path in importers)
 
 
 def test_no_library_function_takes_a_parameter_named_args():

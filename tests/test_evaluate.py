@@ -1,7 +1,9 @@
 """evaluate.py and sr_keras.evaluation: folder mode on real photographs against an independent scorer, output files, curves, errors."""
 import csv
+import io
 import json
 import os
+import zlib
 
 import keras
 import numpy as np
@@ -10,8 +12,8 @@ import skimage.data
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-import evaluate
 from sr_keras import evaluation, figures, models, tensorboard
+from sr_keras.cli import evaluate
 
 
 # ---- an independent scorer (the SPEC's convention written out again, not sr_keras.metrics)
@@ -88,7 +90,8 @@ def test_folder_mode_with_lr_dir_matches_independent_scores(tmp_path, photos, ti
     assert code == 0, err
 
     doc = json.loads((out / "results.json").read_text())
-    assert set(doc) == {"protocol", "rows"} and doc["protocol"] == "full"
+    assert set(doc) == {"protocol", "degradation", "rows"} and doc["protocol"] == "full"
+    assert doc["degradation"] is None
     assert [r["model"] for r in doc["rows"]] == ["bicubic", "tiny"]
     for r in doc["rows"]:
         assert set(r) == {"model", "track", "scale", "psnr", "ssim", "images"}
@@ -114,6 +117,43 @@ def test_folder_mode_with_lr_dir_matches_independent_scores(tmp_path, photos, ti
     figs = sorted(os.listdir(out / "figures"))
     assert figs == ["x4_astronaut.png", "x4_chelsea.png", "x4_coffee.png"]
     assert Image.open(out / "figures" / figs[0]).size[0] > 400
+
+
+def degraded(lr, name, sigma, quality):
+    """--degrade noise=sigma,jpeg=quality written out again: colour Gaussian noise from a generator seeded
+    by crc32 of the image name, rounded and clipped, then a Pillow JPEG round trip."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    noisy = np.clip(np.round(lr + rng.normal(0.0, sigma, lr.shape)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def test_degrade_scores_noisy_jpeg_lr_against_clean_hr_and_records_it(tmp_path, photos, tiny, capsys):
+    model, path = tiny
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", f"tiny={path}",
+                             "--degrade", "noise=5,jpeg=75", "--figures", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["degradation"] == {"noise": 5.0, "jpeg": 75, "spec": "noise=5,jpeg=75"}
+    ref, clean = {"bicubic": [], "tiny": []}, []
+    for f in sorted(photos.iterdir()):
+        hr = np.asarray(Image.open(f))
+        lr = degraded(pil_down(hr, 4), f.stem, 5.0, 75)
+        hr = hr[:lr.shape[0] * 4, :lr.shape[1] * 4]
+        ref["bicubic"].append(ref_score(pil_up(lr, 4), hr, 4))
+        ref["tiny"].append(ref_score(model_sr(model, lr), hr, 4))
+        clean.append(ref_score(pil_up(pil_down(hr, 4), 4), hr, 4)[0])
+    for r in doc["rows"]:
+        p, s = np.mean(ref[r["model"]], axis=0)
+        assert r["psnr"] == pytest.approx(p, abs=0.01) and r["ssim"] == pytest.approx(s, abs=0.001)
+    assert doc["rows"][0]["psnr"] < np.mean(clean) - 0.3  # the noise and JPEG cost bicubic
+    for name in ("results.csv", "per_image.csv"):
+        assert {r["degradation"] for r in csv.DictReader((out / name).open())} == {"noise=5,jpeg=75"}
+    md = (out / "results.md").read_text()
+    assert "LR degraded with --degrade noise=5,jpeg=75 (Gaussian noise sigma 5 grey levels, then JPEG quality 75)" in md
+    assert md in stdout
 
 
 def test_folder_mode_makes_lr_and_center_crop_protocol(tmp_path, tiny, capsys):
@@ -186,6 +226,8 @@ def test_grey_16_bit_and_rgba_hr_are_converted_once_with_a_note(tmp_path, capsys
     (["--model", "a={model2}"], "upscales x2"),
     (["--logs", "{tmp}/nologs"], "nologs"),
     (["--hr-dir", "{tmp}/small"], "too small to score"),
+    (["--degrade", "noise=5,jpeg=0"], "--degrade 'noise=5,jpeg=0': jpeg=0 must be an integer quality in [1, 100]"),
+    (["--degrade", "blur=2"], "--degrade 'blur=2': expected noise=S and/or jpeg=Q"),
 ])
 def test_bad_input_is_one_clean_line(tmp_path, photos, tiny, capsys, extra, needle):
     _, path = tiny

@@ -14,9 +14,10 @@ def content():
     return losses.VGGContentLoss(weights="random")
 
 
-def _srgan(content, seed=0, **compile_kwargs):
+def _srgan(content, seed=0, gan_type="standard", **compile_kwargs):
     keras.utils.set_random_seed(seed)
-    m = gan.SRGAN(models.srresnet(4, num_blocks=2, filters=16), models.discriminator(48), content, scale=4)
+    m = gan.SRGAN(models.srresnet(4, num_blocks=2, filters=16), models.discriminator(48), content, scale=4,
+                  gan=gan_type)
     m.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4), **compile_kwargs)
     return m
 
@@ -52,8 +53,13 @@ def _softplus(x):
     return np.logaddexp(0.0, x)
 
 
-def test_loss_terms_match_hand_computation(content):
-    m = _srgan(content)
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("gan_type, pixel", [("standard", "mse"), ("relativistic", "l1")])
+def test_loss_terms_match_hand_computation(content, gan_type, pixel):
+    m = _srgan(content, gan_type=gan_type, pixel_loss=pixel)
     lr, hr = _batch(1)
     sr = np.asarray(m.generator(lr, training=True))  # BN in training mode: batch statistics, as in the step
     real = np.asarray(m.discriminator(hr, training=True))[:, 0]
@@ -64,15 +70,27 @@ def test_loss_terms_match_hand_computation(content):
 
     logs = {k: float(v) for k, v in m.train_step((lr, hr)).items()}
     fake_after = np.asarray(m.discriminator(sr, training=True))[:, 0]  # G's step sees the updated D
+    real_after = np.asarray(m.discriminator(hr, training=True))[:, 0]
     hr = np.asarray(hr)
     expected = {
-        "pixel_loss": 2.0 * np.mean((sr - hr) ** 2),
+        "pixel_loss": 2.0 * (np.mean((sr - hr) ** 2) if pixel == "mse" else np.mean(np.abs(sr - hr))),
         "content_loss": 1.0 * 0.006 * np.mean((phi(sr) - phi(hr)) ** 2),
-        "adversarial_loss": 0.005 * np.mean(_softplus(-fake_after)),
-        "d_loss": np.mean(_softplus(-real) + _softplus(fake)),
-        "d_real": np.mean(1 / (1 + np.exp(-real))),
-        "d_fake": np.mean(1 / (1 + np.exp(-fake))),
     }
+    if gan_type == "standard":
+        expected.update({
+            "adversarial_loss": 0.005 * np.mean(_softplus(-fake_after)),
+            "d_loss": np.mean(_softplus(-real) + _softplus(fake)),
+            "d_real": np.mean(_sigmoid(real)),
+            "d_fake": np.mean(_sigmoid(fake)),
+        })
+    else:  # ESRGAN: each logit against the other batch's mean logit; G's loss has both terms, summed
+        expected.update({
+            "adversarial_loss": 0.005 * np.mean(_softplus(real_after - fake_after.mean())
+                                                + _softplus(-(fake_after - real_after.mean()))),
+            "d_loss": np.mean(_softplus(-(real - fake.mean())) + _softplus(fake - real.mean())),
+            "d_real": np.mean(_sigmoid(real - fake.mean())),
+            "d_fake": np.mean(_sigmoid(fake - real.mean())),
+        })
     expected["g_loss"] = expected["pixel_loss"] + expected["content_loss"] + expected["adversarial_loss"]
     assert set(logs) == set(expected)
     for k, v in expected.items():

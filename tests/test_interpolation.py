@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-import interpolate
+from sr_keras.cli import interpolate
 from sr_keras.config import GeneratorConfig
 from sr_keras.export import export_model
 from sr_keras.interpolation import architecture_difference, interpolate as blend_models

@@ -23,11 +23,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-import train_srgan
-import train_srresnet
-import upscale
 from benchmarks import data as bench_data
 from sr_keras import callbacks, data, export, gan, inference, models, runs
+from sr_keras.cli import train_srgan, train_srresnet, upscale
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.imresize import downscale
@@ -218,7 +216,7 @@ def test_srgan_absurd_learning_rate_stops_on_nan_and_keeps_the_last_good_run(div
 SEEDED = r"""
 import glob, json, os, sys
 import tensorflow as tf
-import train_srgan, train_srresnet
+from sr_keras.cli import train_srgan, train_srresnet
 
 def losses(run, word):
     vals = []

@@ -22,7 +22,7 @@ RUN = ["--track", "bicubic_x4", "--steps-per-epoch", "3", "--batch-size", "2", "
 CHILD = r"""
 import glob, json, os, sys
 import tensorflow as tf
-import train_srresnet
+from sr_keras.cli import train_srresnet
 
 def series(run, split, tag):
     values = {}

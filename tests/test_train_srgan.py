@@ -9,8 +9,8 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-import train_srgan
 from sr_keras import gan, losses, models, runs, training
+from sr_keras.cli import train_srgan
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model

@@ -9,18 +9,19 @@ import sys
 import threading
 import time
 
+import keras
 import numpy as np
 import pytest
 import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-import train_srresnet
-from sr_keras import cli, distribute, runs, training
+from sr_keras import cli, distribute, ema, runs, training
+from sr_keras.cli import train_srresnet
 from sr_keras.config import GeneratorConfig
 from sr_keras.export import export_model
 from sr_keras.imresize import downscale
-from sr_keras.models import BicubicUpsample
+from sr_keras.models import BicubicUpsample, count_trainable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")
@@ -92,6 +93,11 @@ def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path
     sr = fn(**{name: tf.zeros((1, 7, 9, 3), tf.uint8)})["sr"]
     assert sr.dtype == tf.uint8 and sr.shape == (1, 28, 36, 3)
     assert (model / "model.keras").is_file()
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["architecture"] == json.loads((model / "generator.json").read_text())
+    assert card["epochs_completed"] == 2 and card["optimizer_steps"] == 2 * card["training"]["steps_per_epoch"]
+    assert card["trainable_parameters"] == count_trainable(keras.saving.load_model(str(model / "model.keras")))
+    assert card["command"].startswith("python ") and card["wall_time_s"] >= 0
 
     run = str(tmp_path / "run")
     tags = read_events(os.path.join(run, "logs"))
@@ -168,11 +174,11 @@ def test_bad_run_folders_fail_before_training(div2k, tmp_path, capsys, case):
 
 def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
     # docs/training.md documents these values and saved_models/demo_x4 was trained with them
-    assert train_srresnet.PRESETS == {"demo": dict(
+    assert train_srresnet.PRESETS["demo"] == dict(
         data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False, bicubic_skip=True,
         loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16, augment_p=0.5, epochs=10,
         steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True, out=os.path.join("runs", "demo_x4"),
-        export=os.path.join("saved_models", "demo_x4"))}
+        export=os.path.join("saved_models", "demo_x4"))
     parser = train_srresnet.build_parser()
     args = cli.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
                           train_srresnet.PRESETS)
@@ -236,3 +242,28 @@ def test_init_trunk_copies_every_layer_before_the_upsampling_from_another_scale(
         for got, want in zip(generator.get_layer(name).get_weights(), keras_source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want, err_msg=name)
     np.testing.assert_array_equal(generator.get_layer("tail_conv").get_weights()[0], tail_before)
+
+
+def test_rrdb_generator_with_ema_trains_exports_the_average_and_refuses_another_decay_on_resume(
+        div2k, tmp_path, capsys):
+    argv = small_args(div2k, tmp_path, "--generator", "rrdb", "--growth", "4", "--loss", "l1", "--ema", "0.5",
+                      "--epochs", "1")
+    train_srresnet.main(argv)
+    assert "RRDBNet x4: " in capsys.readouterr().out
+    config = GeneratorConfig(4, arch="rrdbnet", num_blocks=1, filters=8, growth=4)
+    with open(tmp_path / "model" / "generator.json") as f:
+        assert GeneratorConfig.from_json(f.read()) == config
+    state = runs.load_state(str(tmp_path / "run"))
+    assert (state.config["arch"], state.config["growth"], state.config["ema"]) == ("rrdbnet", 4, 0.5)
+    # the export is the average of the two steps' weights, the trainer checkpoint the trained weights
+    trainer, generator = training.build_srresnet_trainer(config, loss="l1", ema=0.5)
+    runs.restore(trainer, str(tmp_path / "run"), state)
+    exported = config.build()
+    exported.load_weights(str(tmp_path / "run" / "checkpoints" / state.best))
+    for (_, average), weight in zip(ema.WeightAverage(trainer.optimizer).pairs(), exported.trainable_weights):
+        np.testing.assert_array_equal(np.asarray(average), np.asarray(weight))
+    assert not np.array_equal(np.asarray(exported.trainable_weights[0]), np.asarray(generator.trainable_weights[0]))
+    with pytest.raises(SystemExit):
+        train_srresnet.main(argv[:-1] + ["2", "--ema", "0.9", "--resume"])
+    err = capsys.readouterr().err
+    assert "--ema: checkpoint 0.5, now 0.9" in err

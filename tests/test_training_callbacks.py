@@ -77,6 +77,12 @@ def test_cosine_schedule_starts_at_lr_and_decays_monotonically():
     assert all(a > b for a, b in zip(values, values[1:])) and values[-1] > 0
 
 
+def test_milestones_schedule_multiplies_the_rate_after_each_milestone():
+    f = callbacks.lr_schedule(schedule_config(lr_schedule="milestones", lr_milestones=(5, 2), lr_decay_factor=0.5))
+    assert [f(e) for e in range(7)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025])
+    assert schedule_config(lr_milestones=(5, 2)).lr_milestones == (2, 5)  # sorted once, in the config
+
+
 def test_early_stopping_fires_after_patience_and_its_state_survives_resume():
     x, y = toy_data()
     psnr = [20.0, 21.0, 22.0, 22.0, 21.5, 21.0, 20.0, 19.0, 18.0, 17.0]

@@ -1,13 +1,14 @@
 """upscale.py: modes kept (RGB, RGBA, grey, 16-bit grey, palette), seamless tiles, bad files skipped by name,
-models by name from any working directory."""
+models by name from any working directory; output options (--ext, --outscale, -o, --skip-existing, ICC/EXIF,
+--batch-tiles)."""
 import keras
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
 
-import upscale
 from sr_keras import models
+from sr_keras.cli import upscale
 from sr_keras.inference import load_upscaler, upscale_image
 
 
@@ -135,3 +136,79 @@ def test_an_unknown_model_name_lists_the_known_names(tmp_path, photo, capsys, mo
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--model 'srresnet_x5' not found" in err and "known names:" in err and "demo_x4" in err
     assert not (tmp_path / "o").exists()
+
+
+def _jpeg_with_metadata(path, pixels):
+    """A JPEG with an ICC profile and EXIF (orientation 1, a camera model), as a phone writes them."""
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x0110] = "test camera"  # Model
+    exif[0x0112] = 1  # Orientation
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(path, quality=95, icc_profile=icc, exif=exif.tobytes())
+    return icc
+
+
+def test_jpeg_at_a_final_scale_keeps_icc_and_exif_and_skip_existing_leaves_it(tmp_path, model_path, photo, capsys):
+    src = tmp_path / "p.jpg"
+    icc = _jpeg_with_metadata(src, photo[:30, :44])  # 44x30
+    argv = ["--model", model_path, str(src), "--out", str(tmp_path / "o"), "--ext", "jpg", "--quality", "90",
+            "--outscale", "2.5"]
+    assert run(argv, capsys)[0] == 0
+    out = tmp_path / "o" / "p_x2.5.jpg"
+    with Image.open(out) as im:
+        assert (im.format, im.size, im.mode) == ("JPEG", (110, 75), "RGB")
+        assert im.info["icc_profile"] == icc and im.getexif()[0x0110] == "test camera"
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    code, stdout, _ = run(argv + ["--skip-existing"], capsys)
+    assert code == 0 and "wrote 0 image(s)" in stdout and "skipped 1 whose output exists" in stdout
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+
+
+def test_outscale_is_lanczos_from_the_model_output(tmp_path, model_path, photo, capsys):
+    Image.fromarray(photo).save(tmp_path / "p.png")  # 80x60, model x2
+    assert run(["--model", model_path, str(tmp_path / "p.png"), "-o", str(tmp_path / "big.png"),
+                "--outscale", "1.5"], capsys)[0] == 0
+    model_out = upscale_image(load_upscaler(model_path), photo, tile=0)
+    want = np.asarray(Image.fromarray(model_out).resize((120, 90), Image.LANCZOS))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "big.png")), want)
+
+
+def test_webp_keeps_alpha_and_jpeg_refuses_alpha_and_16_bit_per_file(tmp_path, model_path, photo, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])).save(src / "rgba.png")
+    Image.fromarray(np.asarray(Image.fromarray(photo).convert("L")).astype(np.uint16) * 257).save(src / "g16.png")
+    Image.fromarray(photo).save(src / "rgb.png")
+    assert run(["--model", model_path, str(src / "rgba.png"), "--out", str(tmp_path / "w"), "--ext", "webp"],
+               capsys)[0] == 0
+    with Image.open(tmp_path / "w" / "rgba_x2.webp") as im:
+        assert (im.format, im.mode, im.size) == ("WEBP", "RGBA", (160, 120))
+    code, stdout, err = run(["--model", model_path, str(src), "--out", str(tmp_path / "j"), "--ext", "jpg"], capsys)
+    assert code == 2 and "wrote 1 image(s)" in stdout
+    assert f"'{src / 'g16.png'}' is 16-bit and JPEG holds 8 bits: use --ext png" in err
+    assert f"'{src / 'rgba.png'}' has an alpha channel, which JPEG cannot hold" in err
+    assert sorted(p.name for p in (tmp_path / "j").iterdir()) == ["rgb_x2.jpg"]
+
+
+def test_batched_tiles_give_the_same_pixels_as_one_tile_per_call(tmp_path, model_path, photo, capsys):
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    for name, batch in (("one", "1"), ("five", "5")):
+        assert run(["--model", model_path, str(tmp_path / "p.png"), "--out", str(tmp_path / name), "--tile", "16",
+                    "--batch-tiles", batch, "--suffix", ""], capsys)[0] == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "one" / "p.png")),
+                          np.asarray(Image.open(tmp_path / "five" / "p.png")))
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["{img}", "{img}", "-o", "{tmp}/x.png"], "-o '{tmp}/x.png' takes one input file"),
+    (["{img}", "-o", "{tmp}/x.tiff"], "-o '{tmp}/x.tiff': cannot tell the format from its extension"),
+    (["{img}", "-o", "{tmp}/x.jpg", "--ext", "png"], "-o '{tmp}/x.jpg' names a jpg file but --ext is png"),
+])
+def test_bad_output_choices_give_one_line(tmp_path, model_path, photo, capsys, argv, needle):
+    img = tmp_path / "a.png"
+    Image.fromarray(photo).save(img)
+    code, _, err = run(["--model", model_path] + [a.format(tmp=tmp_path, img=img) for a in argv], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle.format(tmp=tmp_path)}")

@@ -1,52 +1,28 @@
-"""The command-line layer of the training scripts, evaluate.py, upscale.py and the benchmarks: the one
-module of sr_keras that imports argparse. It holds the shared help formatter, checked argument types,
-the training flags and presets, and hides TensorFlow's start-up banner for CLI entry points."""
+"""The flags every training script shares (train_srresnet, train_srgan), the --preset mechanism and the
+builders of the typed configs (config.TrainConfig, config.GeneratorConfig) from parsed flags."""
 import argparse
 import dataclasses
 import os
-import re
-import sys
-import tempfile
 
-from sr_keras.config import GeneratorConfig, SELECTIONS, TrainConfig
+from sr_keras.cli import checked, non_negative_int, positive_float, positive_int, probability
+from sr_keras.config import LR_SCHEDULES, GeneratorConfig, SELECTIONS, TrainConfig
+from sr_keras.errors import UserError
+
+# --generator -> GeneratorConfig.arch, and the trunk depth each gets without --num-blocks (the report: 16
+# residual blocks; ESRGAN: 23 RRDBs)
+GENERATORS = {"srresnet": "srresnet", "rrdb": "rrdbnet"}
+DEFAULT_BLOCKS = {"srresnet": 16, "rrdb": 23}
+milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda v: all(m > 0 for m in v),
+                     "comma-separated positive epochs, e.g. 50,100,200,300")
+decay = checked(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), e.g. 0.999")
 
 # The report's settings (section 4.5); train_srgan.py overrides the schedule and patience.
 REPORT_DEFAULTS = dict(
     track="bicubic_x4", data="tfds", batch_size=8, hr_crop=180, augment_p=0.2, lr=1e-4, lr_schedule="step",
     lr_decay_epochs=30, lr_decay_factor=0.1, epochs=300, steps_per_epoch=100, patience=30, seed=None,
-    resume=False, fresh=False, num_blocks=16, filters=64, batch_norm=True, bicubic_skip=False,
+    resume=False, fresh=False, generator="srresnet", num_blocks=None, growth=32, filters=64, batch_norm=True, bicubic_skip=False,
     val_images=0, panel_images=3, test_images=0, precision="float32", jit=False, strategy="default",
 )
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default and keeps the description's line breaks (its example commands)."""
-
-
-def checked(convert, ok, expected):
-    """argparse type: convert(text), accepted when ok(value); otherwise the error names what was expected
-    and the text as given ("expected a positive integer, got 'two'").
-
-    Args:
-        convert: callable text -> value; a ValueError means the text is refused.
-        ok: predicate on the converted value.
-        expected: what a valid value is, for the error message.
-    """
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-    return parse
-
-
-positive_int = checked(int, lambda v: v > 0, "a positive integer")
-non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = checked(float, lambda v: v > 0, "a positive number")  # also refuses nan
-probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
 def add_common_args(parser, defaults=None, presets=None, model_name=None):
@@ -78,11 +54,18 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
         help="HR training crop side in pixels (rounded down to a multiple of the scale)")
     add("--augment-p", type=probability, default=d["augment_p"],
         help="probability of each augmentation (h-flip, v-flip, rot90 cw, rot90 ccw)")
+    add("--degradation", choices=("bicubic", "realistic"), default="bicubic",
+        help="training LR: bicubic = the data's LR images; realistic = made from each HR crop with random "
+             "blur, downscaling kernel, noise and JPEG (docs/degradations.md); validation stays bicubic")
     add("--lr", type=positive_float, default=d["lr"], help="initial Adam learning rate")
-    add("--lr-schedule", choices=("step", "cosine"), default=d["lr_schedule"],
-        help="step: x--lr-decay-factor every --lr-decay-epochs; cosine: per-epoch cosine decay to 0 over --epochs")
+    add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"],
+        help="step: x--lr-decay-factor every --lr-decay-epochs; cosine: per-epoch cosine decay to 0 over --epochs; "
+             "milestones: x--lr-decay-factor after each of --lr-milestones")
     add("--lr-decay-epochs", type=positive_int, default=d["lr_decay_epochs"], help="step schedule period (epochs)")
-    add("--lr-decay-factor", type=positive_float, default=d["lr_decay_factor"], help="step schedule factor")
+    add("--lr-decay-factor", type=positive_float, default=d["lr_decay_factor"],
+        help="step and milestones schedule factor")
+    add("--lr-milestones", type=milestones, default=(), metavar="E1,E2,...",
+        help="epochs after which the milestones schedule multiplies the rate by --lr-decay-factor")
     add("--epochs", type=positive_int, default=d["epochs"], help="total epochs (also with --resume)")
     add("--steps-per-epoch", type=positive_int, default=d["steps_per_epoch"], help="training steps per epoch")
     add("--patience", type=positive_int, default=d["patience"],
@@ -96,8 +79,13 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--fresh", action=argparse.BooleanOptionalAction, default=d["fresh"],
         help="start over: delete this run's checkpoints and logs in --out first (only files training wrote "
              "there); --resume takes precedence")
-    add("--num-blocks", type=positive_int, default=d["num_blocks"], help="generator residual blocks")
+    add("--generator", choices=tuple(GENERATORS), default=d["generator"],
+        help="srresnet: the report's SRResNet; rrdb: ESRGAN's RRDBNet (no BatchNorm, docs/esrgan.md)")
+    add("--num-blocks", type=positive_int, default=d["num_blocks"],
+        help="generator residual blocks (srresnet) or RRDBs (rrdb); default: "
+             + ", ".join(f"{n} for {g}" for g, n in DEFAULT_BLOCKS.items()))
     add("--filters", type=positive_int, default=d["filters"], help="generator feature channels")
+    add("--growth", type=positive_int, default=d["growth"], help="channels each dense-block conv adds (rrdb only)")
     add("--batch-norm", action=argparse.BooleanOptionalAction, default=d["batch_norm"],
         help="BatchNorm in the generator's residual blocks (the report: on)")
     add("--bicubic-skip", action=argparse.BooleanOptionalAction, default=d["bicubic_skip"],
@@ -111,6 +99,9 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--precision", choices=PRECISIONS, default=d["precision"],
         help="Keras dtype policy (--resume needs the run's own)")
     add("--jit", action="store_true", default=d["jit"], help="compile the train step with XLA")
+    add("--ema", type=decay, default=None, metavar="DECAY",
+        help="keep an exponential moving average of the generator's weights (e.g. 0.999); validation, the "
+             "selected checkpoint and the export then use it (docs/esrgan.md)")
     add("--strategy", choices=STRATEGIES, default=d["strategy"],
         help="tf.distribute strategy: mirrored = local GPUs, multiworker = TF_CONFIG cluster")
     return parser
@@ -137,10 +128,13 @@ def parse_args(parser, argv=None, presets=None):
 
 
 def resolve_paths(namespace, model_name):
-    """Fill {model} and {track} in --out/--export (the defaults are runs/{model}_{track}, ...)."""
+    """Fill {model} and {track} in --out/--export (the defaults are runs/{model}_{track}, ...) and {track}
+    in --init-generator (a preset's path to the PSNR model of the same track)."""
     for key, folder in (("out", "runs"), ("export", "saved_models")):
         value = getattr(namespace, key) or os.path.join(folder, "{model}_{track}")
         setattr(namespace, key, value.replace("{model}", model_name).replace("{track}", namespace.track))
+    if getattr(namespace, "init_generator", None):
+        namespace.init_generator = namespace.init_generator.replace("{track}", namespace.track)
     return namespace
 
 
@@ -151,49 +145,13 @@ def train_config(namespace):
 
 
 def generator_config(namespace, scale):
-    """The config.GeneratorConfig of parsed generator flags (--num-blocks, --filters, --batch-norm,
-    --bicubic-skip) at `scale`."""
-    return GeneratorConfig(scale=scale, num_blocks=namespace.num_blocks, filters=namespace.filters,
-                           batch_norm=namespace.batch_norm, bicubic_skip=namespace.bicubic_skip)
-
-
-# TensorFlow 2.21 writes a start-up banner through absl before TF_CPP_MIN_LOG_LEVEL is read, so no
-# setting hides it (nor the failed-CUDA line of GPU builds on CPU machines); it would bury the one-line
-# errors of the CLIs.
-_BANNER = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                     rb"|I0000 \S+ +\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc)"
-                     rb"|E0000 \S+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
-                     rb"|To enable the following instructions)")
-
-
-def hide_tensorflow_banner():
-    """Import TensorFlow with stderr (fd 2) captured and pass on everything except its start-up banner.
-
-    For CLI entry points only, called before anything imports TensorFlow: a library must leave its host
-    program's file descriptors alone. Does nothing when TensorFlow is already imported or stderr has no
-    file descriptor (e.g. under pytest's capture).
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as buf:
-        os.dup2(buf.fileno(), fd)
-        try:
-            import tensorflow
-
-            # list devices now, inside the capture: on a machine without a GPU this is where
-            # TensorFlow logs its failed CUDA initialisation
-            tensorflow.config.list_physical_devices()
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            buf.seek(0)
-            kept = [line for line in buf.read().splitlines(keepends=True) if not _BANNER.match(line)]
-            if kept:
-                os.write(fd, b"".join(kept))
+    """The config.GeneratorConfig of parsed generator flags (--generator, --num-blocks, --filters,
+    --batch-norm, --bicubic-skip, --growth) at `scale`. An RRDBNet has no BatchNorm (--batch-norm is
+    ignored for it) and no bicubic skip (--bicubic-skip is refused)."""
+    generator = getattr(namespace, "generator", "srresnet")
+    if generator == "rrdb" and namespace.bicubic_skip:
+        raise UserError("--bicubic-skip: --generator rrdb has no bicubic skip (ESRGAN's RRDBNet); drop the flag")
+    num_blocks = namespace.num_blocks or DEFAULT_BLOCKS[generator]
+    return GeneratorConfig(scale=scale, arch=GENERATORS[generator], num_blocks=num_blocks,
+                           filters=namespace.filters, batch_norm=namespace.batch_norm,
+                           bicubic_skip=namespace.bicubic_skip, growth=getattr(namespace, "growth", 32))

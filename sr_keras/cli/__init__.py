@@ -1,0 +1,92 @@
+"""The command-line layer: the one part of sr_keras that imports argparse. This module holds what every
+CLI shares (the help formatter, checked argument types, hiding TensorFlow's start-up banner); the
+training flags live in sr_keras.cli.training_flags (re-exported here), and each script's main() in
+sr_keras.cli.<script> (train_srresnet, train_srgan, evaluate, upscale, export, interpolate), which the
+top-level scripts and the console scripts call."""
+import argparse
+import os
+import re
+import sys
+import tempfile
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default and keeps the description's line breaks (its example commands)."""
+
+
+def checked(convert, ok, expected):
+    """argparse type: convert(text), accepted when ok(value); otherwise the error names what was expected
+    and the text as given ("expected a positive integer, got 'two'").
+
+    Args:
+        convert: callable text -> value; a ValueError means the text is refused.
+        ok: predicate on the converted value.
+        expected: what a valid value is, for the error message.
+    """
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = checked(int, lambda v: v > 0, "a positive integer")
+non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = checked(float, lambda v: v > 0, "a positive number")  # also refuses nan
+probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+
+
+# TensorFlow 2.21 writes a start-up banner through absl before TF_CPP_MIN_LOG_LEVEL is read, so no
+# setting hides it (nor the failed-CUDA line of GPU builds on CPU machines); it would bury the one-line
+# errors of the CLIs.
+_BANNER = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                     rb"|I0000 \S+ +\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc)"
+                     rb"|E0000 \S+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
+                     rb"|To enable the following instructions)")
+
+
+def hide_tensorflow_banner():
+    """Import TensorFlow with stderr (fd 2) captured and pass on everything except its start-up banner.
+
+    For CLI entry points only, called before anything imports TensorFlow: a library must leave its host
+    program's file descriptors alone. Does nothing when TensorFlow is already imported or stderr has no
+    file descriptor (e.g. under pytest's capture).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), fd)
+        try:
+            import tensorflow
+
+            # list devices now, inside the capture: on a machine without a GPU this is where
+            # TensorFlow logs its failed CUDA initialisation
+            tensorflow.config.list_physical_devices()
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            buf.seek(0)
+            kept = [line for line in buf.read().splitlines(keepends=True) if not _BANNER.match(line)]
+            if kept:
+                os.write(fd, b"".join(kept))
+
+
+# Re-exported so that `from sr_keras.cli import add_common_args` keeps working; last, because the flag
+# module imports the checked types above.
+from sr_keras.cli.training_flags import (  # noqa: E402
+    REPORT_DEFAULTS, add_common_args, add_select_arg, generator_config, parse_args, resolve_paths, train_config)
+
+__all__ = ["HelpFormatter", "checked", "positive_int", "non_negative_int", "positive_float", "probability",
+           "hide_tensorflow_banner", "REPORT_DEFAULTS", "add_common_args", "add_select_arg", "parse_args",
+           "resolve_paths", "train_config", "generator_config"]

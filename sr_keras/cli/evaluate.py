@@ -1,0 +1,84 @@
+"""Score SR models against bicubic on DIV2K or a folder of photographs (PSNR/SSIM on Y, as Table 2).
+
+Convention (sr_keras.metrics): Y of BT.601 from uint8 RGB, `scale` border pixels cropped, PSNR with
+data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5); model outputs are rounded and clipped
+to uint8 before scoring. Writes results.json/.csv/.md, per_image.csv and figures/ under --out.
+The work is done by sr_keras.evaluation (scoring, pairs, result files) and sr_keras.figures.
+"""
+import argparse
+import os
+
+from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras.errors import UserError, cli_entry
+
+figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                   help="a model to score (repeatable): SavedModel folder from --export or a .keras file; "
+                        "PATH may contain {track} to pick one model per track")
+    g = p.add_argument_group("DIV2K mode")
+    g.add_argument("--data", default="tfds", help="'tfds', a DIV2K-layout folder, or an HR folder "
+                   "(see docs/data.md); may contain {track}")
+    g.add_argument("--track", default="all", help="a DIV2K track (e.g. bicubic_x4), or 'all' = the report's six")
+    g.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="test = images 0851-0900, validation = 0801-0850 (the report's split)")
+    f = p.add_argument_group("folder mode")
+    f.add_argument("--hr-dir", help="folder of HR images; switches to folder mode")
+    f.add_argument("--lr-dir", help="folder of LR images matched by file stem (0801.png or 0801x4.png); "
+                   "without it, LR is made from the HR with MATLAB-compatible bicubic")
+    f.add_argument("--scale", type=positive_int, help="upscaling factor (folder mode)")
+    p.add_argument("--protocol", default="full", choices=("full", "center180"),
+                   help="full = whole images; center180 = the report's 180x180 HR centre crop (model run on "
+                        "the matching LR crop)")
+    p.add_argument("--degrade", metavar="noise=S,jpeg=Q",
+                   help="degrade every LR image before scoring: Gaussian noise of sigma S grey levels, then JPEG "
+                        "at quality Q (either may be left out), seeded by the image's name; scored against the "
+                        "clean HR (docs/degradations.md)")
+    p.add_argument("--out", default=os.path.join("runs", "eval"), help="output folder")
+    p.add_argument("--figures", type=figure_count, default=4,
+                   help="comparison figures for the first N images of each track (-1 = all)")
+    p.add_argument("--logs", nargs="+", default=[], metavar="RUN_DIR",
+                   help="training run folders whose TensorBoard logs are plotted as curves")
+    p.add_argument("--tile", type=non_negative_int, default=256,
+                   help="inference tile side in LR pixels (0 = whole image)")
+    p.add_argument("--tile-overlap", type=non_negative_int, default=16,
+                   help="LR pixels of context around each tile (raised to the model's receptive radius when larger)")
+    a = p.parse_args(argv)
+    if a.hr_dir is None and (a.lr_dir is not None or a.scale is not None):
+        p.error("--lr-dir and --scale belong to folder mode: give --hr-dir too")
+    if a.hr_dir is not None and a.scale is None:
+        p.error("folder mode needs --scale (e.g. --scale 4)")
+    return a
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out '{args.out}' exists and is not a folder")
+    for run in args.logs:
+        if not os.path.isdir(run):
+            raise UserError(f"--logs '{run}' is not a folder: give a training run folder (its --out)")
+    from sr_keras import degradations
+
+    degrade = None if args.degrade is None else degradations.parse_degrade(args.degrade)
+    hide_tensorflow_banner()
+    from sr_keras import evaluation
+
+    models = evaluation.parse_models(args.model)
+    if args.hr_dir is not None:
+        if any("{track}" in path for _, path in models):
+            raise UserError("{track} in a --model path needs DIV2K mode (--data/--track), not --hr-dir")
+        tracks = [evaluation.FolderTrack(args.hr_dir, args.lr_dir, args.scale)]
+    else:
+        names = evaluation.REPORT_TRACKS if args.track == "all" else (args.track,)
+        tracks = [evaluation.Div2kTrack(args.data.replace("{track}", t), t, args.split) for t in names]
+    options = evaluation.Options(protocol=args.protocol, figures=args.figures, tile=args.tile,
+                                 tile_overlap=args.tile_overlap, degrade=degrade)
+    md = evaluation.evaluate(tracks, models, args.out, options, logs=args.logs)
+    print(md, end="")
+    print(f"results in {args.out}/ (results.json, results.csv, results.md, per_image.csv, figures/)")
+

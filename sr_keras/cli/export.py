@@ -1,0 +1,92 @@
+"""Export a trained generator for deployment: a SavedModel export folder, or a TFLite model.
+
+The TFLite model takes and returns uint8 images like the SavedModel's serving_default (input `images`
+[N, H, W, 3] with any H and W: resize the input tensor; output `sr`), and matches its output within
+one grey level; --fp16 stores float16 weights (half the file). docs/export.md shows how to run it on
+Android and in a browser; upscale.py --model FILE.tflite runs it here.
+
+    python export.py saved_models/demo_x4 --format tflite --out demo_x4.tflite
+    python export.py runs/srresnet_bicubic_x4/best.keras --format savedmodel --out saved_models/mine
+"""
+import argparse
+import os
+
+from sr_keras.cli import HelpFormatter, hide_tensorflow_banner
+from sr_keras.errors import UserError, cli_entry
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
+                                formatter_class=HelpFormatter)
+    p.add_argument("model", metavar="MODEL",
+                   help="a folder written by --export, a .keras file, or a model name (saved_models/ or "
+                        "$SR_KERAS_MODELS)")
+    p.add_argument("--format", choices=("savedmodel", "tflite"), required=True,
+                   help="savedmodel: an export folder (SavedModel + model.keras + generator.json); tflite: one "
+                        ".tflite file")
+    p.add_argument("--fp16", action="store_true", help="tflite: float16 weights (about half the file)")
+    p.add_argument("--out", default=None,
+                   help="the file (tflite) or folder (savedmodel) to write; default: MODEL's name + .tflite "
+                        "(_fp16.tflite with --fp16) or + _savedmodel, in the current folder")
+    a = p.parse_args(argv)
+    if a.fp16 and a.format != "tflite":
+        p.error("--fp16 applies to --format tflite")
+    return a
+
+
+def default_out(model, fmt, fp16):
+    name = os.path.splitext(os.path.basename(os.path.normpath(model)))[0] or "model"
+    return f"{name}{'_fp16' if fp16 else ''}.tflite" if fmt == "tflite" else f"{name}_savedmodel"
+
+
+def check_tflite_out(out):
+    """Refuse an --out that cannot take the .tflite file, before the (slow) conversion."""
+    if os.path.isdir(out):
+        raise UserError(f"--out '{out}' is a folder: give a file path such as model.tflite")
+    folder = os.path.dirname(out) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".tmp-{os.getpid()}-write-check")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UserError(f"--out '{out}': cannot write in '{folder}': {e.strerror or e}") from e
+
+
+def model_config(path, model, shown):
+    """The GeneratorConfig an export carries, else the one read from the model's layers."""
+    from sr_keras.interpolation import generator_config
+    from sr_keras.loading import load_generator_config
+
+    config = load_generator_config(path) or generator_config(model, "MODEL", shown)
+    if config is None:
+        raise UserError(f"MODEL '{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
+                        "generator.json: give an export folder written by --export")
+    return config
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    from sr_keras.loading import resolve_model
+
+    path = resolve_model(args.model, "MODEL")
+    out = args.out or default_out(args.model, args.format, args.fp16)
+    if args.format == "tflite":
+        check_tflite_out(out)
+    hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
+    from sr_keras.export import check_export_dir, export_model
+    from sr_keras.loading import load_keras_model
+
+    if args.format == "savedmodel":
+        check_export_dir(out)
+    model = load_keras_model(path, "MODEL")
+    if args.format == "tflite":
+        from sr_keras.tflite import export_tflite
+
+        export_tflite(model, out, fp16=args.fp16)
+        print(f"wrote {out} ({os.path.getsize(out) / 2 ** 20:.2f} MB, uint8 images in and out, any size"
+              f"{', float16 weights' if args.fp16 else ''})")
+    else:
+        print(f"wrote {export_model(model, out, model_config(path, model, args.model))}")

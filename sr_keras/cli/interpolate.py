@@ -1,0 +1,74 @@
+"""Network interpolation (ESRGAN section 3.4): blend two trainings of one generator, weight by weight.
+
+Every weight, BatchNorm moving statistics included, becomes (1 - alpha) * A + alpha * B; the result is
+written as a normal export (SavedModel + model.keras + generator.json) that upscale.py and evaluate.py
+take. With A a PSNR-oriented model and B its GAN fine-tuning, alpha moves from smooth and faithful
+(high PSNR) to sharp and textured. A and B must be the same architecture; nothing is written otherwise.
+
+    python interpolate.py runs/rrdb-psnr/export runs/esrgan/export --alpha 0.8 --out saved_models/esrgan_a08
+"""
+import argparse
+import os
+
+from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner
+from sr_keras.errors import UserError, cli_entry
+
+unit_interval = checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
+                                formatter_class=HelpFormatter)
+    p.add_argument("a", metavar="A", help="the model at alpha 0: a folder written by --export, a .keras file "
+                                          "or a model name (saved_models/ or $SR_KERAS_MODELS)")
+    p.add_argument("b", metavar="B", help="the model at alpha 1, the same architecture as A")
+    p.add_argument("--alpha", type=unit_interval, required=True, default=argparse.SUPPRESS,
+                   help="weight of B, in [0, 1]: 0 gives A, 1 gives B")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
+                   help="export folder to write (absent, empty, or a previous export, which is replaced)")
+    return p.parse_args(argv)
+
+
+def check_out(out):
+    """Refuse an --out that export_model would refuse, before the (slow) loading of A and B."""
+    from sr_keras.export import is_export
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out '{out}' is a file, not a folder: give a new or empty folder, or a previous export")
+    if os.path.isdir(out) and os.listdir(out) and not is_export(out):
+        raise UserError(f"--out '{out}' is not empty and holds no previous export; refusing to overwrite its "
+                        "files: give a new or empty folder")
+
+
+def generator_config(path, model, flag, shown):
+    """The config an export carries in generator.json, else read from the model (a bare .keras file)."""
+    from sr_keras.interpolation import generator_config as from_layers
+    from sr_keras.loading import load_generator_config
+
+    config = load_generator_config(path) or from_layers(model, flag, shown)
+    if config is None:
+        raise UserError(f"'{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
+                        "generator.json: give an export folder written by --export")
+    return config
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    from sr_keras.loading import resolve_model
+
+    path_a, path_b = resolve_model(args.a, "A"), resolve_model(args.b, "B")
+    hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
+    check_out(args.out)
+    from sr_keras.export import export_model
+    from sr_keras.interpolation import check_same_architecture, interpolate
+    from sr_keras.loading import load_keras_model
+
+    model_a, model_b = load_keras_model(path_a, "A"), load_keras_model(path_b, "B")
+    check_same_architecture(model_a, model_b, args.a, args.b)
+    config = generator_config(path_a, model_a, "A", args.a)
+    blended = interpolate(model_a, model_b, args.alpha)
+    out = export_model(blended, args.out, config)
+    print(f"wrote {out}: {1 - args.alpha:g} * '{args.a}' + {args.alpha:g} * '{args.b}' "
+          f"({len(blended.weights)} weights, {config.describe()}, x{config.scale})")
+

@@ -1,0 +1,151 @@
+"""Train SRGAN (report sections 3.2 and 4.6) or ESRGAN (Wang et al. 2018, the report's section 5.3), then
+export the selected generator (--select). The report's SRGAN: G = SRResNet, D = the report's
+discriminator, G's loss 2.0 * MSE + 1.0 * VGG19 content + 0.005 * adversarial. ESRGAN: G = RRDBNet, a
+VGG-style D, the relativistic average GAN, VGG19 conv5_4 before its ReLU, L1.
+
+    python train_srgan.py --track bicubic_x4 --data tfds                      # the report's run (from scratch)
+    python train_srgan.py --track bicubic_x4 --init-generator saved_models/srresnet_bicubic_x4   # Ledig et al.
+    python train_srgan.py --preset esrgan --data DIR    # ESRGAN from saved_models/rrdb_psnr_bicubic_x4
+
+VGG19 ImageNet weights are downloaded by Keras on first use; offline, pass --vgg-weights PATH (the
+vgg19 notop .h5 file). docs/srgan.md says which --content-input and which --select reproduce what;
+docs/esrgan.md describes the ESRGAN options and its two-stage recipe.
+"""
+import argparse
+import os
+
+from sr_keras import cli
+from sr_keras.errors import UserError, cli_entry
+
+# The report's SRGAN schedule (section 4.6); everything else as train_srresnet.py.
+SRGAN_DEFAULTS = dict(lr_decay_epochs=150, patience=50)
+# demo: fine-tunes train_srresnet.py's demo model (same small architecture) on scikit-image photos; a few
+# minutes on a 2-core CPU. It still needs VGG weights: --vgg-weights PATH, or random for a smoke run.
+# esrgan: the paper's GAN stage (section 4.1) from train_srresnet.py --preset rrdb-psnr; its iterations
+# are epochs of 1000 steps (Adam 1e-4 halved after 50k, 100k, 200k, 300k of 400k steps). GAN quality is
+# not validation PSNR, so it exports the last epoch's generator.
+PRESETS = {
+    "demo": dict(data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False,
+                 bicubic_skip=True, init_generator=os.path.join("saved_models", "demo_x4"), hr_crop=96,
+                 batch_size=8, augment_p=0.5, epochs=3, steps_per_epoch=20, patience=1000, seed=0,
+                 test_images=-1, fresh=True, out=os.path.join("runs", "srgan_demo_x4"),
+                 export=os.path.join("saved_models", "srgan_demo_x4")),
+    "esrgan": dict(generator="rrdb", num_blocks=23, filters=64, growth=32, gan="relativistic", discriminator="vgg",
+                   content_layer="block5_conv4", content_activation="before", content_criterion="l1",
+                   content_scale=1.0, pixel_loss="l1", pixel_weight=1e-2, content_weight=1.0,
+                   adversarial_weight=5e-3, lr=1e-4, lr_schedule="milestones", lr_milestones=(50, 100, 200, 300),
+                   lr_decay_factor=0.5, steps_per_epoch=1000, epochs=400, hr_crop=128, batch_size=16,
+                   augment_p=0.5, select="last", init_generator=os.path.join("saved_models", "rrdb_psnr_{track}"),
+                   out=os.path.join("runs", "esrgan_{track}"), export=os.path.join("saved_models", "esrgan_{track}")),
+}
+HINTS = {"demo": "python train_srresnet.py --preset demo", "esrgan": "python train_srresnet.py --preset rrdb-psnr"}
+# G's and D's loss settings: a resumed run must repeat them (its checkpoint's losses would mean something else)
+LOSS_FLAGS = ("gan", "discriminator", "pixel_loss", "content_input", "content_layer", "content_activation",
+              "content_criterion", "content_scale", "pixel_weight", "content_weight", "adversarial_weight")
+
+
+def build_parser():
+    from sr_keras.gan import DISCRIMINATORS, GAN_TYPES
+    from sr_keras.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    cli.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
+    cli.add_select_arg(parser)
+    add = parser.add_argument
+    add("--init-generator", default=None, metavar="PATH",
+        help="start G from a train_srresnet.py export folder (its model.keras), a .keras, a SavedModel folder "
+             "or a .weights.h5 (Ledig et al.; ESRGAN: the PSNR-oriented RRDBNet); default: from scratch, as the "
+             "report's code. Architecture flags must match it. --resume takes precedence")
+    add("--gan", choices=GAN_TYPES, default="standard",
+        help="adversarial losses: standard (SRGAN: D(x) = sigmoid(C(x))) or relativistic (ESRGAN's relativistic "
+             "average GAN: sigmoid(C(x_r) - E[C(x_f)]), both terms in G's loss)")
+    add("--discriminator", choices=DISCRIMINATORS, default="report",
+        help="report: the report's D; vgg: ESRGAN's VGG-style D (--hr-crop divisible by 32)")
+    add("--vgg-weights", default="imagenet", metavar="imagenet|PATH|random",
+        help="VGG19 weights for the content loss: 'imagenet' (Keras download/cache), the notop .h5 file, or "
+             "'random' (offline smoke tests only: the content loss is then meaningless)")
+    add("--content-input", choices=CONTENT_INPUTS, default="imagenet",
+        help="VGG19 input: 'imagenet' = x255 + vgg19.preprocess_input (Ledig et al.); "
+             "'report' = raw [0,1] RGB (the report's code)")
+    add("--content-layer", default="block5_conv4", help="VGG19 layer of the content loss")
+    add("--content-activation", choices=CONTENT_ACTIVATIONS, default="after",
+        help="features after the layer's ReLU (SRGAN) or before it (ESRGAN; a conv layer)")
+    add("--content-criterion", choices=CONTENT_CRITERIA, default="mse",
+        help="feature distance: mse (SRGAN) or l1 (ESRGAN's code)")
+    add("--content-scale", type=float, default=0.006, help="factor on the feature distance (the report's code)")
+    add("--pixel-loss", choices=tuple(PIXEL_LOSSES), default="mse", help="pixel loss: mse (SRGAN) or l1 (ESRGAN)")
+    add("--pixel-weight", type=float, default=2.0, help="weight of the pixel loss in G's loss")
+    add("--content-weight", type=float, default=1.0, help="weight of the content loss in G's loss")
+    add("--adversarial-weight", type=float, default=0.005, help="weight of the adversarial loss in G's loss")
+    return parser
+
+
+def check_crop(hr_crop, scale, discriminator):
+    """The HR crop side the discriminator sees (the pipeline rounds --hr-crop down to a multiple of the scale)."""
+    hr_size = hr_crop // scale * scale
+    if hr_size < 16:
+        raise UserError(f"--hr-crop {hr_crop}: the discriminator needs HR crops of at least 16 pixels")
+    if discriminator == "vgg" and hr_size % 32:
+        rounded = f" ({hr_size} after rounding down to a multiple of x{scale})" if hr_size != hr_crop else ""
+        raise UserError(f"--hr-crop {hr_crop}: --discriminator vgg needs an HR crop divisible by 32{rounded}, "
+                        "e.g. 128 (its five stride-2 convs)")
+    return hr_size
+
+
+@cli_entry
+def main(argv=None):
+    cli.hide_tensorflow_banner()  # before anything imports TensorFlow
+    from sr_keras import data, distribute, gan, loading, losses, runs, training
+    from sr_keras.export import check_export_dir
+    from sr_keras.models import count_trainable
+
+    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
+    train = cli.train_config(args)
+    generator_config = cli.generator_config(args, data.scale_of(train.track))
+    scale = generator_config.scale
+    hr_size = check_crop(train.hr_crop, scale, args.discriminator)
+    check_export_dir(train.export)
+    config = runs.resume_config("srgan", generator_config, train.precision, hr_crop=train.hr_crop, ema=train.ema,
+                                degradation=train.degradation,
+                                **{name: getattr(args, name) for name in LOSS_FLAGS})
+    state = runs.prepare_run(train, config)
+    if args.init_generator and not state:
+        try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
+            loading.resolve_model(args.init_generator, flag="--init-generator")
+        except UserError as e:
+            hint = f"; run `{HINTS[args.preset]}` first" if args.preset in HINTS else ""
+            raise UserError(f"{e}{hint}") from None
+    start = state.epoch if state else 0
+    distribute.seed_everything(train.seed)
+    distribute.set_precision(train.precision)
+    strategy = distribute.strategy_from_flag(train.strategy)
+
+    with strategy.scope():
+        # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
+        content = losses.VGGContentLoss(layer=args.content_layer, scale=args.content_scale,
+                                        input_mode=args.content_input, weights=args.vgg_weights,
+                                        activation=args.content_activation, criterion=args.content_criterion)
+    train_ds, val_ds = training.datasets(train, start)
+
+    with strategy.scope():
+        generator = training.make_generator(generator_config)
+        if args.init_generator and not state:
+            gan.load_init_generator(generator, args.init_generator, generator_config)
+            print(f"generator initialised from {args.init_generator}")
+        model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=train.lr,
+                                        pixel_weight=args.pixel_weight, content_weight=args.content_weight,
+                                        adversarial_weight=args.adversarial_weight, jit=train.jit, gan=args.gan,
+                                        discriminator=args.discriminator, pixel_loss=args.pixel_loss, ema=train.ema)
+        if state:
+            runs.restore(model, train.out, state)
+            note = f"; --init-generator {args.init_generator} ignored" if args.init_generator else ""
+            print(f"resuming {train.out} after epoch {start} (G step {int(model.g_optimizer.iterations)}, "
+                  f"D step {int(model.d_optimizer.iterations)}){note}")
+    print(f"{'ESRGAN' if args.gan == 'relativistic' else 'SRGAN'} x{scale}: G ({generator_config.arch}) "
+          f"{count_trainable(generator):,} and D ({args.discriminator}) {count_trainable(model.discriminator):,} "
+          f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {train.out}")
+
+    chief = distribute.is_chief(strategy)
+    training.fit(train, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
+    if chief:
+        training.finish_run(train, generator_config)

@@ -1,0 +1,115 @@
+"""Upscale pictures with a trained model: files or folders in, <stem>_x<s>.png out (or JPEG/WebP).
+
+Large images are processed tile by tile and, as PNG at the model's scale, written to the file as the
+tiles come out, so memory stays bounded (one tile's activations and one row of tiles) whatever the
+image size. Grey images come back grey, RGBA keeps its alpha (upscaled with bicubic), 16-bit grey
+PNGs come back 16-bit; JPEG and WebP keep the ICC profile and EXIF. Outputs are written atomically,
+so --skip-existing can trust any output it finds. Files that cannot be read (or whose pixels the
+format cannot hold) are named and skipped; the exit status is then non-zero.
+
+    python upscale.py --model srresnet_x4 photo.jpg holidays/ --out upscaled/ --ext jpg --outscale 2
+"""
+import argparse
+import os
+import sys
+
+from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_float, positive_int
+from sr_keras.errors import UserError, cli_entry
+
+quality = checked(int, lambda v: 1 <= v <= 100, "an integer in [1, 100]")
+_OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
+                                formatter_class=HelpFormatter)
+    p.add_argument("--model", required=True,
+                   help="a model name (saved_models/ or $SR_KERAS_MODELS), a folder written by --export, "
+                        "a .keras file, or a .tflite file written by export.py")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("--out", help="output folder (created if missing); or -o")
+    p.add_argument("-o", dest="output", metavar="FILE",
+                   help="output file for a single input file (its extension sets the format unless --ext is given)")
+    p.add_argument("--ext", choices=("png", "jpg", "webp"), default=None,
+                   help="output format (default: png, or -o FILE's extension); JPEG and WebP hold 8 bits, "
+                        "JPEG no alpha")
+    p.add_argument("--quality", type=quality, default=95, help="JPEG/WebP quality")
+    p.add_argument("--outscale", type=positive_float, default=None, metavar="FLOAT",
+                   help="final scale: outputs are round(FLOAT x input size), Lanczos-resampled from the model's "
+                        "output (default: the model's scale)")
+    p.add_argument("--suffix", default=None,
+                   help="added to the input's stem to name outputs in --out (default: _x<final scale>)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="do not upscale an input whose output exists (outputs are written atomically: one that "
+                        "exists is complete)")
+    p.add_argument("--tile", type=non_negative_int, default=256,
+                   help="tile side in LR pixels; 0 = the whole image in one pass")
+    p.add_argument("--tile-overlap", type=non_negative_int, default=16,
+                   help="LR pixels of context around each tile (raised to the model's receptive radius when larger)")
+    p.add_argument("--tile-memory", type=non_negative_int, default=768, metavar="MB",
+                   help="largest activation memory of one tile; tiles shrink below --tile to stay within it "
+                        "(0 = no limit)")
+    p.add_argument("--batch-tiles", type=positive_int, default=1, metavar="N",
+                   help="tiles per model call (all of one size; the same pixels as 1): faster on a GPU, N times "
+                        "the activation memory of --tile-memory")
+    a = p.parse_args(argv)
+    if (a.out is None) == (a.output is None):
+        p.error("give --out FOLDER, or -o FILE for a single input file")
+    return a
+
+
+def output_format(namespace):
+    """The --ext in effect: as given, else -o FILE's extension, else png."""
+    if namespace.output is None:
+        return namespace.ext or "png"
+    from_name = _OUT_EXTS.get(os.path.splitext(namespace.output)[1].lower())
+    if namespace.ext is None and from_name is None:
+        raise UserError(f"-o '{namespace.output}': cannot tell the format from its extension: name it .png, .jpg or "
+                        ".webp, or give --ext")
+    if namespace.ext is not None and from_name is not None and from_name != namespace.ext:
+        raise UserError(f"-o '{namespace.output}' names a {from_name} file but --ext is {namespace.ext}")
+    return namespace.ext or from_name
+
+
+@cli_entry
+def main(argv=None):
+    args = parse_args(argv)
+    from sr_keras.loading import resolve_model
+    from sr_keras.upscaling import Output, Tiling, collect_inputs
+
+    output = Output(ext=output_format(args), quality=args.quality, outscale=args.outscale, suffix=args.suffix)
+    files, problems = collect_inputs(args.inputs)
+    if args.output is not None:
+        if len(args.inputs) != 1 or len(files) != 1 or not os.path.isfile(args.inputs[0]):
+            raise UserError(f"-o '{args.output}' takes one input file; for several inputs or a folder give --out")
+        if os.path.isdir(args.output):
+            raise UserError(f"-o '{args.output}' is a folder: give a file name, or use --out for a folder")
+    out_dir = args.out if args.output is None else (os.path.dirname(args.output) or ".")
+    if args.output is None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out '{args.out}' exists and is not a folder: give a folder path")
+    if not files:  # one line naming every input that gave nothing
+        raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
+                        "give image files or folders that hold images")
+    model = resolve_model(args.model, "--model")
+    for _, msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        flag = "--out" if args.output is None else "-o"
+        raise UserError(f"cannot create {flag} '{args.out or args.output}': {e.strerror or e}") from e
+
+    hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
+    from sr_keras.inference import load_upscaler
+    from sr_keras.upscaling import upscale_files
+
+    upscaler = load_upscaler(model, "--model")
+    tiling = Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles)
+    written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=args.output,
+                                             skip_existing=args.skip_existing)
+    note = f"; skipped {skipped} whose output exists" if skipped else ""
+    print(f"wrote {written} image(s) to {args.out or args.output}{note}")
+    failed = [f"'{given}'" for given, _ in problems] + [f"'{path}'" for path in failed]
+    if failed:
+        shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise UserError(f"{len(failed)} input(s) failed: {shown} (reasons above); the other {written} were written")
