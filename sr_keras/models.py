@@ -164,5 +164,12 @@ def discriminator(hr_size=180):
     return keras.Model(img, layers.Dense(1, name="logit")(x), name=f"discriminator_{hr_size}")
 
 
+def rrdbnet(scale, num_blocks=23, filters=64, growth=32):
+    """ESRGAN's RRDBNet generator; defined in sr_keras.rrdbnet, offered here beside srresnet()."""
+    from sr_keras import rrdbnet as rrdb
+
+    return rrdb.rrdbnet(scale, num_blocks=num_blocks, filters=filters, growth=growth)
+
+
 def count_trainable(model):
     return int(sum(keras.ops.size(w) for w in model.trainable_weights))

@@ -15,7 +15,7 @@ from sr_keras.config import GeneratorConfig
 from sr_keras.inference import load_upscaler
 
 TINY_RRDB = GeneratorConfig(4, arch="rrdbnet", num_blocks=1, filters=16, growth=8)
-# the contract's command (docs/esrgan.md), plus the size of a test run
+# the smoke command of docs/esrgan.md, plus the size of a test run
 CONTRACT = ["--generator", "rrdb", "--gan", "relativistic", "--discriminator", "vgg", "--ema", "0.9",
             "--vgg-weights", "random", "--num-blocks", "1", "--filters", "16", "--hr-crop", "64"]
 SMALL = ["--steps-per-epoch", "1", "--batch-size", "2", "--panel-images", "1"]
@@ -91,7 +91,7 @@ def test_help_lists_the_esrgan_flags():
     assert "--generator {srresnet,rrdb}" in train_srresnet.build_parser().format_help()
 
 
-def test_contract_command_trains_exports_and_resumes(hr_folder, tmp_path, capsys):
+def test_smoke_command_trains_exports_and_resumes(hr_folder, tmp_path, capsys):
     run, export = str(tmp_path / "run"), str(tmp_path / "model")
     argv = CONTRACT + SMALL + ["--data", hr_folder, "--out", run, "--export", export]
     train_srgan.main(argv + ["--epochs", "1"])

@@ -7,19 +7,17 @@ import glob
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import h5py
 import keras
 import numpy as np
 import pytest
+from process_helpers import lines_until
 import skimage.data
 from PIL import Image
 
@@ -256,19 +254,6 @@ def test_seeded_runs_repeat_exactly_for_both_training_scripts(div2k, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ crash safety
-
-def lines_until(proc, needle, timeout_s=300):
-    """proc's stdout lines up to the first holding `needle`; kills proc and fails after timeout_s."""
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
-    seen, deadline = [], time.monotonic() + timeout_s
-    while not seen or needle not in seen[-1]:
-        try:
-            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-        except queue.Empty:
-            proc.kill()
-            pytest.fail(f"no {needle!r} within {timeout_s}s; last output: {''.join(seen[-20:])}")
-    return seen
 
 
 def test_kill_9_during_srgan_training_then_resume_continues_both_optimizers(div2k, tmp_path, capsys):

@@ -157,3 +157,10 @@ def test_vgg_discriminator_gives_one_logit_per_image():
 def test_vgg_discriminator_refuses_sizes_not_divisible_by_32(hr_size):
     with pytest.raises(ValueError, match=f"Received: hr_size={hr_size}$"):
         vgg_discriminator(hr_size)
+
+
+def test_models_offers_rrdbnet_beside_srresnet():
+    from sr_keras import models
+
+    tiny = models.rrdbnet(2, num_blocks=1, filters=16, growth=8)
+    assert [w.shape for w in tiny.weights] == [w.shape for w in rrdbnet(2, num_blocks=1, filters=16, growth=8).weights]

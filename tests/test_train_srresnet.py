@@ -2,16 +2,14 @@
 import glob
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import keras
 import numpy as np
 import pytest
+from process_helpers import lines_until
 import skimage.data
 import tensorflow as tf
 from PIL import Image
@@ -65,20 +63,6 @@ def restored_iterations(run):
     trainer, _ = training.build_srresnet_trainer(GeneratorConfig(4, num_blocks=1, filters=8))
     runs.restore(trainer, run, state)
     return state.epoch, int(trainer.optimizer.iterations)
-
-
-def lines_until(proc, needle, timeout_s=300):
-    """proc's stdout lines up to the first holding `needle`; kills proc and fails after timeout_s."""
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
-    seen, deadline = [], time.monotonic() + timeout_s
-    while not seen or needle not in seen[-1]:
-        try:
-            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-        except queue.Empty:
-            proc.kill()
-            pytest.fail(f"no {needle!r} within {timeout_s}s; last output: {''.join(seen[-20:])}")
-    return seen
 
 
 def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path, capsys):

@@ -26,15 +26,18 @@ def rows(models_dir):
     for path in sorted(glob.glob(os.path.join(models_dir, "*", "model_card.json"))):
         with open(path) as f:
             cards.append(json.load(f))
-    lines = ["| name | scale | parameters | trained on | steps (batch x HR crop) | CPU time | "
+    lines = ["| name | scale | parameters | trained on | steps (batch x HR crop) | wall time | "
              "test photos: bicubic -> model PSNR-Y (gain) | SSIM-Y |",
              "|---|---|---|---|---|---|---|---|"]
     for c in cards:
-        t, data = c["test_photographs"], c["training_data"]
+        data = c["training_data"]
+        trained_on = f"{data['train_images']} photos" if "train_images" in data else f"`--data {data['data']}`"
+        degradation = (c.get("degradation") or data.get("degradation", "bicubic")).split(" ")[0]
+        t = c.get("test_photographs") or c["test_split"]  # shipped cards (tools/model_card.py) or a run's own
         lines.append(
             f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
-            f"{data['train_images']} photos, {c['degradation'].split(' ')[0]} LR | "
-            f"{c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']}) | {c['wall_time_s'] / 60:.0f} min | "
+            f"{trained_on}, {degradation} LR | {c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']}) | "
+            f"{c['wall_time_s'] / 60:.0f} min | "
             f"{t['bicubic']['psnr_y']:.2f} -> {t['model']['psnr_y']:.2f} ({t['gain']['psnr_y']:+.2f} dB) | "
             f"{t['bicubic']['ssim_y']:.4f} -> {t['model']['ssim_y']:.4f} |")
     return lines

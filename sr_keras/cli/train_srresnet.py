@@ -41,6 +41,10 @@ def build_parser():
     parser.add_argument("--init-trunk", default=None,
                         help="start the trunk (head, residual blocks, body conv) from a trained SRResNet of any "
                              "scale: an export folder or .keras file (EDSR's trick; --resume takes precedence)")
+    parser.add_argument("--init-generator", default=None,
+                        help="start from all the weights of a trained generator of the same scale and architecture "
+                             "(a model name, export folder or .keras file), e.g. to fine-tune it with "
+                             "--degradation realistic; --resume takes precedence")
     return parser
 
 
@@ -54,6 +58,8 @@ def main(argv=None):
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
     train = cli.train_config(args)
     generator_config = cli.generator_config(args, data.scale_of(train.track))
+    if args.init_trunk and args.init_generator:
+        raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
     check_export_dir(train.export)
@@ -76,6 +82,11 @@ def main(argv=None):
         elif args.init_trunk:
             copied = training.init_trunk(generator, args.init_trunk)
             print(f"trunk initialised from {args.init_trunk} ({copied} layers)")
+        elif args.init_generator:
+            from sr_keras.gan import load_init_generator
+
+            load_init_generator(generator, args.init_generator, generator_config)
+            print(f"generator initialised from {args.init_generator}")
     name = "RRDBNet" if generator_config.arch == "rrdbnet" else "SRResNet"
     print(f"{name} x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
           f"run folder {train.out}")
