@@ -205,18 +205,17 @@ def load_init_generator(generator, path, config):
 
     Args:
         generator: the run's generator (SRResNet or RRDBNet).
-        path: an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
+        path: a model name, an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
             SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file.
         config: the run's config.GeneratorConfig.
 
     Raises:
         UserError: naming `path`, for a missing or unreadable file, another scale or another architecture.
     """
-    from sr_keras.loading import KERAS_FILE, load_generator_config, load_keras_model, probe_scale
+    from sr_keras.loading import KERAS_FILE, load_generator_config, load_keras_model, probe_scale, resolve_model
 
     flag = "--init-generator"
-    if not os.path.exists(path):
-        raise UserError(f"{flag} {path}: no such file or folder")
+    path = resolve_model(path, flag)  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
     if path.endswith(".weights.h5"):
         try:
             generator.load_weights(path)
