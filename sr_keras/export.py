@@ -50,8 +50,9 @@ def check_export_dir(out_dir):
 def serving_module(model):
     """A keras.export.ExportArchive serving `model` as uint8 images -> {"sr": uint8} (serving_default);
     the SavedModel export and the TFLite conversion (sr_keras.tflite) both write it."""
+    # No archive.track(model): add_endpoint tracks the variables the endpoint uses, and tracking the model
+    # as well stores every weight a second time (Keras 3.15 keeps both lists), doubling the SavedModel.
     archive = keras.export.ExportArchive()
-    archive.track(model)
 
     def serve(images):
         x = tf.cast(images, tf.float32) / 255.0

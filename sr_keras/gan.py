@@ -205,8 +205,8 @@ def load_init_generator(generator, path, config):
 
     Args:
         generator: the run's generator (SRResNet or RRDBNet).
-        path: a model name, an export folder of train_srresnet.py (its model.keras is used), a .keras file, a plain
-            SavedModel folder (its variables, matched in order and shape), or a .weights.h5 file.
+        path: a model name, an export folder of the training scripts (its model.keras is used), a .keras
+            file, or a .weights.h5 file. A SavedModel folder without model.keras is refused.
         config: the run's config.GeneratorConfig.
 
     Raises:
@@ -224,23 +224,15 @@ def load_init_generator(generator, path, config):
                             f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
         return generator
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise UserError(f"{flag} {path}: neither a SavedModel folder nor an export with {KERAS_FILE}")
-        try:
-            loaded = tf.saved_model.load(path)
-            serve = loaded.signatures["serving_default"]
-            src = list(loaded.variables)
-        except Exception as e:
-            raise UserError(f"{flag} {path}: cannot load the SavedModel ({first_line(e)})") from None
-        (name, _), = serve.structured_input_signature[1].items()
-        src_scale = probe_scale(lambda x: list(serve(**{name: tf.cast(x, tf.uint8)}).values())[0], flag, path)
-        src_desc = f"{len(src)} variables"
-    else:
-        loaded = load_keras_model(path, flag)
-        src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
-        src = loaded.weights
-        src_config = load_generator_config(path)
-        src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
+        # A SavedModel alone holds its variables in the order its graph uses them, not the generator's,
+        # and calling it runs a program: only the export's model.keras (safe mode) is a weight source.
+        raise UserError(f"{flag} {path}: no {KERAS_FILE} in this folder; give an export folder of the training "
+                        f"scripts (SavedModel + {KERAS_FILE}), a .keras file or a .weights.h5 file")
+    loaded = load_keras_model(path, flag)
+    src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
+    src = loaded.weights
+    src_config = load_generator_config(path)
+    src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
     if src_scale != config.scale:
         raise UserError(f"{flag} {path} is a x{src_scale} model but this run trains x{config.scale} "
                         "(--track); use a generator trained on the same scale")
