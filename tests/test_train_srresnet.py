@@ -251,3 +251,25 @@ def test_rrdb_generator_with_ema_trains_exports_the_average_and_refuses_another_
         train_srresnet.main(argv[:-1] + ["2", "--ema", "0.9", "--resume"])
     err = capsys.readouterr().err
     assert "--ema: checkpoint 0.5, now 0.9" in err
+
+
+def test_init_generator_starts_from_all_the_given_weights(div2k, tmp_path, capsys):
+    config = GeneratorConfig(4, num_blocks=1, filters=8, batch_norm=False)
+    keras.utils.set_random_seed(7)
+    source = config.build()
+    export_model(source, str(tmp_path / "src"), config)
+    # a learning rate too small to move any weight: the export must equal the source
+    train_srresnet.main(small_args(div2k, tmp_path, "--no-batch-norm", "--epochs", "1", "--steps-per-epoch", "1",
+                                   "--lr", "1e-30", "--panel-images", "0", "--init-generator", str(tmp_path / "src")))
+    assert f"generator initialised from {tmp_path / 'src'}" in capsys.readouterr().out
+    trained = keras.saving.load_model(str(tmp_path / "model" / "model.keras"))
+    for a, b in zip(source.weights, trained.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+
+
+def test_init_trunk_and_init_generator_together_are_refused(div2k, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_srresnet.main(small_args(div2k, tmp_path, "--init-trunk", "a", "--init-generator", "b"))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: --init-trunk and --init-generator both start the generator: "
+                                               "give one of them")

@@ -35,7 +35,8 @@ def recipe(command):
     argv = argv[argv.index(next(a for a in argv if a.endswith("train_srresnet.py"))) + 1:]
     values = vars(train_srresnet.build_parser().parse_args(argv))
     keys = ("loss", "lr", "lr_schedule", "lr_decay_epochs", "lr_decay_factor", "epochs", "steps_per_epoch",
-            "batch_size", "hr_crop", "augment_p", "seed", "patience", "init_trunk", "precision", "data")
+            "batch_size", "hr_crop", "augment_p", "seed", "patience", "init_trunk", "init_generator", "precision",
+            "data", "degradation")
     picked = {k: values[k] for k in keys if k in values}
     picked["optimizer"] = "Adam (beta1 0.9, beta2 0.999, epsilon 1e-8)"
     if picked.get("lr_schedule") == "cosine":
@@ -43,8 +44,9 @@ def recipe(command):
     return picked
 
 
-def test_scores(export_dir, source, track, scale):
-    """Mean and per-image PSNR-Y / SSIM-Y of bicubic and of the export on the test split of `source`."""
+def test_scores(export_dir, source, track, scale, degrade=None):
+    """Mean and per-image PSNR-Y / SSIM-Y of bicubic and of the export on the test split of `source`
+    (with `degrade`, a degradations.EvalDegradation, applied to each LR as evaluate.py --degrade does)."""
     import numpy as np
 
     from sr_keras import data, metrics
@@ -56,6 +58,8 @@ def test_scores(export_dir, source, track, scale):
     names = data.eval_names(source, track, "test")
     for name, (lr, hr) in zip(names, data.eval_dataset(source, track, "test")):
         lr, hr = metrics.to_uint8(lr[0].numpy()), metrics.to_uint8(hr[0].numpy())
+        if degrade is not None:
+            lr = degrade.apply(lr, name)
         row = {"image": os.path.basename(name)}
         for label, sr in (("bicubic", upscale_bicubic(lr, scale)), ("model", upscale_image(upscaler, lr))):
             row[label] = {"psnr_y": round(float(metrics.psnr_y(hr, sr, scale)), 4),
@@ -66,9 +70,23 @@ def test_scores(export_dir, source, track, scale):
     mean = {label: {k: round(float(np.mean([r[label][k] for r in rows])), 4) for k in ("psnr_y", "ssim_y")}
             for label in ("bicubic", "model")}
     gain = {k: round(mean["model"][k] - mean["bicubic"][k], 4) for k in ("psnr_y", "ssim_y")}
-    return {"images": len(rows), "lr": f"Pillow (MATLAB-style) bicubic x1/{scale} of the HR photo",
+    lr_made = f"Pillow (MATLAB-style) bicubic x1/{scale} of the HR photo"
+    if degrade is not None:
+        lr_made += f", then {degrade.describe()} (seeded per image, evaluate.py --degrade {degrade.spec()})"
+    return {"images": len(rows), "lr": lr_made,
             "protocol": f"whole image, Y channel (BT.601), {scale}-pixel border cropped, SSIM 11x11 Gaussian "
                         "(sigma 1.5)", **mean, "gain": gain, "per_image": rows}
+
+
+def training_degradation(rec):
+    """How the run made its training LR."""
+    if rec.get("degradation") == "realistic":
+        from sr_keras.degradations import DegradationConfig
+
+        return {"name": "realistic", "description": "made from each HR crop on the fly by "
+                "sr_keras.degradations (random blur, resize kernel, Gaussian/Poisson noise, JPEG, optional "
+                "second round); docs/degradations.md", "parameters": DegradationConfig().to_dict()}
+    return "bicubic (Pillow, MATLAB-style antialiased) x1/scale of each HR crop"
 
 
 def training_data(corpus_dir, source):
@@ -97,7 +115,7 @@ def training_data(corpus_dir, source):
     }
 
 
-def card(export_dir, run_dir, corpus_dir, commands, commit, notes):
+def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None):
     from sr_keras.loading import load_generator_config, load_keras_model
     from sr_keras.model_card import hardware, wall_time_s
     from sr_keras.models import count_trainable
@@ -117,7 +135,7 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes):
         "trainable_parameters": params,
         "report_table1_parameters": TABLE1.get(config.scale) if config.num_blocks == 16 else None,
         "training_data": training_data(corpus_dir, data_source),
-        "degradation": "bicubic (Pillow, MATLAB-style antialiased) x1/scale of each HR crop",
+        "degradation": training_degradation(rec),
         "recipe": rec,
         "epochs_completed": state["epoch"],
         "best_epoch": state.get("best_epoch"),
@@ -130,6 +148,8 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes):
         "commit": commit,
         "notes": notes,
         "test_photographs": test_scores(export_dir, test_source, f"bicubic_x{config.scale}", config.scale),
+        **({"test_photographs_degraded": test_scores(export_dir, test_source, f"bicubic_x{config.scale}",
+                                                     config.scale, degrade)} if degrade is not None else {}),
     }
 
 
@@ -144,8 +164,13 @@ def main(argv=None):
                         help="the exact training command; repeat it for each command of a resumed run, in order")
     parser.add_argument("--commit", required=True, help="the commit the training ran at")
     parser.add_argument("--notes", default="", help="anything else the card should say")
+    parser.add_argument("--degrade", default=None, metavar="noise=S,jpeg=Q",
+                        help="also score the test photographs with this LR degradation (as evaluate.py --degrade)")
     a = parser.parse_args(argv)
-    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes)
+    from sr_keras.degradations import parse_degrade
+
+    degrade = parse_degrade(a.degrade) if a.degrade else None
+    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade)
     from sr_keras.model_card import write_card
 
     write_card(a.export, result)

@@ -32,7 +32,8 @@ def rows(models_dir):
     for c in cards:
         data = c["training_data"]
         trained_on = f"{data['train_images']} photos" if "train_images" in data else f"`--data {data['data']}`"
-        degradation = (c.get("degradation") or data.get("degradation", "bicubic")).split(" ")[0]
+        degradation = c.get("degradation") or data.get("degradation", "bicubic")
+        degradation = degradation["name"] if isinstance(degradation, dict) else degradation.split(" ")[0]
         t = c.get("test_photographs") or c["test_split"]  # shipped cards (tools/model_card.py) or a run's own
         lines.append(
             f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
