@@ -84,9 +84,9 @@ class NonFiniteGuard(keras.callbacks.Callback):
     check of the validation results and the weights catches that.)
     """
 
-    def __init__(self, checkpoint_dir, lr, keys=None):
+    def __init__(self, checkpoint_dir, lr):
         super().__init__()
-        self.checkpoint_dir, self.lr, self.keys = checkpoint_dir, lr, keys
+        self.checkpoint_dir, self.lr = checkpoint_dir, lr
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -114,7 +114,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
                 self._stop(f"weight {weight.path} is not finite after epoch {epoch + 1}")
 
     def _is_loss(self, key):
-        return key in self.keys if self.keys else "loss" in key
+        return "loss" in key
 
     def _stop(self, what):
         raise NonFiniteLoss(f"{what}: training stopped and nothing from this epoch was saved (earlier "

@@ -89,12 +89,9 @@ def lomiri_licences(paths=LOMIRI_COPYRIGHT):
 
 
 def _skimage(name):
-    import skimage.data
+    from sr_keras.sources import sample_images
 
-    if name.startswith("stereo_motorcycle_"):
-        left, right, _ = skimage.data.stereo_motorcycle()
-        return left if name.endswith("left") else right
-    return getattr(skimage.data, name)()
+    return sample_images()(name)
 
 
 def _sklearn(name):

@@ -111,10 +111,13 @@ def _from_savedmodel(path, flag):
     def run_uint8(x):
         return next(iter(fn(**{name: tf.constant(x, tf.uint8)}).values())).numpy().astype(np.uint8)
 
-    def run_uint16(x):  # the signature is 8-bit: 16-bit data passes through 8 bits
-        return run_uint8(np.round(x / 257.0).astype(np.uint8)).astype(np.uint16) * 257
+    return Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
 
-    return Upscaler(path, run_uint8, run_uint16, config=load_generator_config(path), flag=flag)
+
+def through_uint8(run_uint8):
+    """A uint16 runner for a model that is 8-bit (a SavedModel signature, a TFLite model): 16-bit data
+    passes through 8 bits."""
+    return lambda x: run_uint8(np.round(x / 257.0).astype(np.uint8)).astype(np.uint16) * 257
 
 
 def receptive_radius(model):

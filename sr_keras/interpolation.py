@@ -121,6 +121,19 @@ def interpolate(a, b, alpha):
     return out
 
 
+def export_config(path, model, flag, shown, label=""):
+    """The GeneratorConfig the export at `path` carries in generator.json, else generator_config() of
+    its model (a bare .keras file); UserError "<label>'<shown>' is not ..." when neither gives one."""
+    from sr_keras.errors import UserError
+    from sr_keras.loading import load_generator_config
+
+    config = load_generator_config(path) or generator_config(model, flag, shown)
+    if config is None:
+        raise UserError(f"{label}'{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
+                        "generator.json: give an export folder written by --export")
+    return config
+
+
 def generator_config(model, flag="model", shown=None):
     """The GeneratorConfig of a generator built by models.srresnet or rrdbnet.rrdbnet, read from its
     layers; for bare .keras files, which carry no generator.json. export_model checks the result

@@ -13,6 +13,7 @@ Splits follow the report: train 0001-0800, validation 0801-0850, test 0851-0900,
 Images are the files with an extension of sr_keras.imageio.IMAGE_EXTENSIONS (the list every tool uses).
 """
 import dataclasses
+import functools
 import os
 import re
 import socket
@@ -148,7 +149,8 @@ def _hr_folder_pairs(folder, split):
     return [Pair(f, f) for f in files]
 
 
-def _sample_images():
+def sample_images():
+    """name -> scikit-image sample photograph (stereo_motorcycle as its _left and _right views)."""
     import skimage.data
 
     left, right, _ = skimage.data.stereo_motorcycle()
@@ -157,7 +159,7 @@ def _sample_images():
 
 
 def _sample_pairs(split, scale):
-    load = _sample_images()
+    load = sample_images()
     pairs = []
     for name in SAMPLE_SPLITS[split]:
         hr = imresize.crop_to_multiple(np.ascontiguousarray(load(name)[..., :3]), scale)
@@ -225,6 +227,7 @@ def _tfds_dirs(source, data_dir, manual_dir):
     return data_dir, manual_dir
 
 
+@functools.lru_cache(maxsize=None)  # read once: both the reachability check and the download use it
 def _div2k_url_infos():
     """DIV2K's registered checksums, read from tfds' own div2k/checksums.tsv."""
     import tensorflow_datasets as tfds

@@ -202,7 +202,7 @@ def load_tflite_upscaler(path, flag="--model"):
         UserError: one line naming the file, for an unreadable file, a refused op, or a model that
             is not a uint8 image upscaler.
     """
-    from sr_keras.inference import Upscaler
+    from sr_keras.inference import Upscaler, through_uint8
 
     try:
         with open(path, "rb") as f:
@@ -215,10 +215,7 @@ def load_tflite_upscaler(path, flag="--model"):
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{flag} '{path}': cannot load the TFLite model: {first_line(e)}") from e
 
-    def run_uint16(x):  # the model is 8-bit: 16-bit data passes through 8 bits, as with a SavedModel
-        return run(np.round(x / 257.0).astype(np.uint8)).astype(np.uint16) * 257
-
-    upscaler = Upscaler(path, run, run_uint16, flag=flag)
+    upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
     radius = probe_radius(run, upscaler.scale)
     upscaler.radius = _PROBE_RADIUS if radius is None else radius
     return upscaler

@@ -54,18 +54,6 @@ def check_tflite_out(out):
         raise UserError(f"--out '{out}': cannot write in '{folder}': {e.strerror or e}") from e
 
 
-def model_config(path, model, shown):
-    """The GeneratorConfig an export carries, else the one read from the model's layers."""
-    from sr_keras.interpolation import generator_config
-    from sr_keras.loading import load_generator_config
-
-    config = load_generator_config(path) or generator_config(model, "MODEL", shown)
-    if config is None:
-        raise UserError(f"MODEL '{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
-                        "generator.json: give an export folder written by --export")
-    return config
-
-
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -89,4 +77,6 @@ def main(argv=None):
         print(f"wrote {out} ({os.path.getsize(out) / 2 ** 20:.2f} MB, uint8 images in and out, any size"
               f"{', float16 weights' if args.fp16 else ''})")
     else:
-        print(f"wrote {export_model(model, out, model_config(path, model, args.model))}")
+        from sr_keras.interpolation import export_config
+
+        print(f"wrote {export_model(model, out, export_config(path, model, 'MODEL', args.model, label='MODEL '))}")

@@ -40,18 +40,6 @@ def check_out(out):
                         "files: give a new or empty folder")
 
 
-def generator_config(path, model, flag, shown):
-    """The config an export carries in generator.json, else read from the model (a bare .keras file)."""
-    from sr_keras.interpolation import generator_config as from_layers
-    from sr_keras.loading import load_generator_config
-
-    config = load_generator_config(path) or from_layers(model, flag, shown)
-    if config is None:
-        raise UserError(f"'{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
-                        "generator.json: give an export folder written by --export")
-    return config
-
-
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
@@ -61,12 +49,12 @@ def main(argv=None):
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     check_out(args.out)
     from sr_keras.export import export_model
-    from sr_keras.interpolation import check_same_architecture, interpolate
+    from sr_keras.interpolation import check_same_architecture, export_config, interpolate
     from sr_keras.loading import load_keras_model
 
     model_a, model_b = load_keras_model(path_a, "A"), load_keras_model(path_b, "B")
     check_same_architecture(model_a, model_b, args.a, args.b)
-    config = generator_config(path_a, model_a, "A", args.a)
+    config = export_config(path_a, model_a, "A", args.a)
     blended = interpolate(model_a, model_b, args.alpha)
     out = export_model(blended, args.out, config)
     print(f"wrote {out}: {1 - args.alpha:g} * '{args.a}' + {args.alpha:g} * '{args.b}' "

@@ -51,7 +51,7 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, distribute, runs, training
+    from sr_keras import data, distribute, loading, runs, training
     from sr_keras.export import check_export_dir
     from sr_keras.models import count_trainable
 
@@ -62,6 +62,8 @@ def main(argv=None):
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
+    if args.init_generator:  # a path or a model name: resolved now, before any slow work
+        loading.resolve_model(args.init_generator, flag="--init-generator")
     check_export_dir(train.export)
     config = runs.resume_config("srresnet", generator_config, train.precision, loss=args.loss, ema=train.ema,
                                 degradation=train.degradation)
