@@ -90,8 +90,8 @@ class TrainConfig:
         batch_size: global batch size.
         hr_crop: HR training crop side in pixels.
         augment_p: probability of each augmentation.
-        degradation: how training LR is made: "bicubic" (the data's LR images) or "realistic"
-            (sr_keras.degradations, from each HR crop).
+        degradation: how training LR is made: "bicubic" (the data's LR images), or "realistic" or "mild"
+            (sr_keras.degradations' presets, from each HR crop).
         lr: initial Adam learning rate.
         lr_schedule: "step" (x lr_decay_factor every lr_decay_epochs), "cosine" (to 0 over `epochs`) or
             "milestones" (x lr_decay_factor at each of lr_milestones).

@@ -135,8 +135,8 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
         data_dir, manual_dir: tensorflow-datasets folders (docs/data.md).
         cache: "memory" or "none" (default $SR_KERAS_DATA_CACHE, else "memory").
         degradation: None or "bicubic" (the LR images of the source: the track's, or bicubic for HR
-            folders and samples), "realistic" or a degradations.DegradationConfig: every LR is made
-            from its augmented HR crop (the source's LR images, e.g. DIV2K's, are not read), seeded by
+            folders and samples), a degradations.PRESETS name ("realistic", "mild") or a
+            DegradationConfig: every LR is made from its augmented HR crop (the source's LR images, e.g. DIV2K's, are not read), seeded by
             (seed, batch, example). Validation (eval_dataset) stays the track's LR whatever this is.
     """
     source, scale = os.fspath(source), scale_of(track)

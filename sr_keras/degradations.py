@@ -36,7 +36,6 @@ from scipy import signal
 from sr_keras import imresize
 from sr_keras.errors import UserError
 
-PRESETS = ("bicubic", "realistic")
 RESIZE_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "area": Image.BOX}
 # BT.601 luma weights: grey Poisson noise follows the brightness, not each channel's level
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -106,6 +105,20 @@ class DegradationConfig:
         return _json_ready(dataclasses.asdict(self))
 
 
+# --degradation's names: bicubic (None: the data's own LR), realistic (the defaults above) and mild: the
+# light noise and JPEG of phone photographs, rare weak blur, mostly bicubic downscaling and one round, so
+# that clean and nearly clean LR stay common (about 1 crop in 11 gets neither noise nor JPEG) and a model
+# fine-tuned on it keeps its gain on clean bicubic LR (docs/degradations.md)
+PRESETS = {
+    "bicubic": None,
+    "realistic": DegradationConfig(),
+    "mild": DegradationConfig(blur_p=0.1, blur_sigma=(0.2, 1.0), noise_p=0.7, noise_sigma=(0.0, 10.0),
+                              resize_kernels=(("bicubic", 0.8), ("bilinear", 0.1), ("area", 0.1)),
+                              poisson_p=0.2, poisson_scale=(0.05, 0.5), grey_noise_p=0.3, jpeg_p=0.7,
+                              jpeg_quality=(40, 95), second_order_p=0.0),
+}
+
+
 def _json_ready(value):
     if isinstance(value, (tuple, list)):
         return [_json_ready(v) for v in value]
@@ -116,13 +129,11 @@ def _json_ready(value):
 
 def resolve(degradation):
     """None (LR from the data, today's bicubic pipeline) or a DegradationConfig, from None, a preset
-    name of PRESETS ("bicubic" -> None, "realistic" -> DegradationConfig()) or a DegradationConfig."""
+    name of PRESETS ("bicubic" -> None, "realistic" -> DegradationConfig(), "mild") or a DegradationConfig."""
     if degradation is None or isinstance(degradation, DegradationConfig):
         return degradation
-    if degradation == "bicubic":
-        return None
-    if degradation == "realistic":
-        return DegradationConfig()
+    if degradation in PRESETS:
+        return PRESETS[degradation]
     raise UserError(f"degradation {degradation!r} (--degradation): choose one of {', '.join(PRESETS)}")
 
 

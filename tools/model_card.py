@@ -80,12 +80,13 @@ def test_scores(export_dir, source, track, scale, degrade=None):
 
 def training_degradation(rec):
     """How the run made its training LR."""
-    if rec.get("degradation") == "realistic":
-        from sr_keras.degradations import DegradationConfig
+    name = rec.get("degradation", "bicubic")
+    if name != "bicubic":
+        from sr_keras.degradations import resolve
 
-        return {"name": "realistic", "description": "made from each HR crop on the fly by "
+        return {"name": name, "description": "made from each HR crop on the fly by "
                 "sr_keras.degradations (random blur, resize kernel, Gaussian/Poisson noise, JPEG, optional "
-                "second round); docs/degradations.md", "parameters": DegradationConfig().to_dict()}
+                f"second round), preset {name}; docs/degradations.md", "parameters": resolve(name).to_dict()}
     return "bicubic (Pillow, MATLAB-style antialiased) x1/scale of each HR crop"
 
 

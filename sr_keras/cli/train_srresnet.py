@@ -45,6 +45,8 @@ def build_parser():
                         help="start from all the weights of a trained generator of the same scale and architecture "
                              "(a model name, export folder or .keras file), e.g. to fine-tune it with "
                              "--degradation realistic; --resume takes precedence")
+    # validation is clean bicubic LR: with --degradation, "last" exports the most adapted generator
+    cli.add_select_arg(parser)
     return parser
 
 

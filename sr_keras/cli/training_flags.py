@@ -5,6 +5,7 @@ import dataclasses
 import os
 
 from sr_keras.cli import checked, non_negative_int, positive_float, positive_int, probability
+from sr_keras.degradations import PRESETS as DEGRADATION_PRESETS
 from sr_keras.config import LR_SCHEDULES, GeneratorConfig, SELECTIONS, TrainConfig
 from sr_keras.errors import UserError
 
@@ -54,9 +55,10 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
         help="HR training crop side in pixels (rounded down to a multiple of the scale)")
     add("--augment-p", type=probability, default=d["augment_p"],
         help="probability of each augmentation (h-flip, v-flip, rot90 cw, rot90 ccw)")
-    add("--degradation", choices=("bicubic", "realistic"), default="bicubic",
+    add("--degradation", choices=tuple(DEGRADATION_PRESETS), default="bicubic",
         help="training LR: bicubic = the data's LR images; realistic = made from each HR crop with random "
-             "blur, downscaling kernel, noise and JPEG (docs/degradations.md); validation stays bicubic")
+             "blur, downscaling kernel, noise and JPEG; mild = the light noise and JPEG of phone photos, "
+             "little blur (docs/degradations.md); validation stays bicubic")
     add("--lr", type=positive_float, default=d["lr"], help="initial Adam learning rate")
     add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"],
         help="step: x--lr-decay-factor every --lr-decay-epochs; cosine: per-epoch cosine decay to 0 over --epochs; "
