@@ -39,3 +39,20 @@ def test_readme_table_is_generated_from_the_cards():
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "models_table.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_table_row_of_a_fine_tuned_model_counts_every_stage(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import models_table
+
+    stage = dict(optimizer_steps=2400, batch=16, hr_crop=96, wall_time_s=3600)
+    score = {"psnr_y": 30.0, "ssim_y": 0.8}
+    card = dict(name="tuned_x4", architecture={"scale": 4}, trainable_parameters=1_549_462,
+                training_data={"train_images": 17}, degradation="bicubic (Pillow) x1/4",
+                optimizer_steps=2000, batch=16, hr_crop=128, wall_time_s=1800, initialised_from=stage,
+                test_photographs={"bicubic": score, "model": {"psnr_y": 31.5, "ssim_y": 0.85},
+                                  "gain": {"psnr_y": 1.5}})
+    (tmp_path / "tuned_x4").mkdir()
+    (tmp_path / "tuned_x4" / "model_card.json").write_text(json.dumps(card))
+    row = models_table.rows(str(tmp_path))[-1]
+    assert "| 2,400 (16 x 96) + 2,000 (16 x 128) | 90 min |" in row and "(+1.50 dB)" in row

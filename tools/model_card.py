@@ -116,7 +116,15 @@ def training_data(corpus_dir, source):
     }
 
 
-def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None):
+def lineage(parent):
+    """What a model fine-tuned from another card's model inherits: that card's training, summarised
+    (with the parent's own parent, recursively), so the card accounts for every step behind it."""
+    keep = ("name", "degradation", "recipe", "optimizer_steps", "batch", "hr_crop", "wall_time_s", "hardware",
+            "command", "commit", "notes", "initialised_from")
+    return {k: parent[k] for k in keep if k in parent}
+
+
+def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None, parent=None):
     from sr_keras.loading import load_generator_config, load_keras_model
     from sr_keras.model_card import hardware, wall_time_s
     from sr_keras.models import count_trainable
@@ -148,6 +156,7 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None)
         "command": commands[-1] if len(commands) == 1 else commands,
         "commit": commit,
         "notes": notes,
+        **({"initialised_from": lineage(parent)} if parent is not None else {}),
         "test_photographs": test_scores(export_dir, test_source, f"bicubic_x{config.scale}", config.scale),
         **({"test_photographs_degraded": test_scores(export_dir, test_source, f"bicubic_x{config.scale}",
                                                      config.scale, degrade)} if degrade is not None else {}),
@@ -165,13 +174,20 @@ def main(argv=None):
                         help="the exact training command; repeat it for each command of a resumed run, in order")
     parser.add_argument("--commit", required=True, help="the commit the training ran at")
     parser.add_argument("--notes", default="", help="anything else the card should say")
+    parser.add_argument("--init-card", default=None, metavar="MODEL_CARD_JSON",
+                        help="the card of the model this run started from (--init-generator): its training is "
+                             "kept in this card under initialised_from (copy it first if the export replaces it)")
     parser.add_argument("--degrade", default=None, metavar="noise=S,jpeg=Q",
                         help="also score the test photographs with this LR degradation (as evaluate.py --degrade)")
     a = parser.parse_args(argv)
     from sr_keras.degradations import parse_degrade
 
     degrade = parse_degrade(a.degrade) if a.degrade else None
-    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade)
+    parent = None
+    if a.init_card:
+        with open(a.init_card) as f:
+            parent = json.load(f)
+    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent)
     from sr_keras.model_card import write_card
 
     write_card(a.export, result)

@@ -34,11 +34,16 @@ def rows(models_dir):
         trained_on = f"{data['train_images']} photos" if "train_images" in data else f"`--data {data['data']}`"
         degradation = c.get("degradation") or data.get("degradation", "bicubic")
         degradation = degradation["name"] if isinstance(degradation, dict) else degradation.split(" ")[0]
+        steps, wall = f"{c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']})", c["wall_time_s"]
+        parent = c.get("initialised_from")
+        while parent:  # a fine-tuned model: every stage's steps, the first first
+            steps = f"{parent['optimizer_steps']:,} ({parent['batch']} x {parent['hr_crop']}) + {steps}"
+            wall += parent["wall_time_s"]
+            parent = parent.get("initialised_from")
         t = c.get("test_photographs") or c["test_split"]  # shipped cards (tools/model_card.py) or a run's own
         lines.append(
             f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
-            f"{trained_on}, {degradation} LR | {c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']}) | "
-            f"{c['wall_time_s'] / 60:.0f} min | "
+            f"{trained_on}, {degradation} LR | {steps} | {wall / 60:.0f} min | "
             f"{t['bicubic']['psnr_y']:.2f} -> {t['model']['psnr_y']:.2f} ({t['gain']['psnr_y']:+.2f} dB) | "
             f"{t['bicubic']['ssim_y']:.4f} -> {t['model']['ssim_y']:.4f} |")
     return lines
