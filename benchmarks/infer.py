@@ -39,6 +39,9 @@ def build_parser():
     p.add_argument("--model", default="srresnet",
                    help="'srresnet', 'srgan' or 'rrdb' (random weights), or a trained model: a model name, an "
                         "--export folder or a .keras file")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
+                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4,
                    help="upscaling factor of a random-weight model (a trained model has its own)")
     p.add_argument("--lr-size", type=checked(_size, lambda v: min(v) > 0, "N or WxH with positive sizes"),
@@ -96,7 +99,7 @@ def load(args, tmp):
     from sr_keras import inference
 
     if args.model not in RANDOM_MODELS:
-        return inference.load_upscaler(args.model, "--model")
+        return inference.load_upscaler(args.model, "--model", trust_model=args.trust_model)
     import keras
 
     from sr_keras.config import GeneratorConfig

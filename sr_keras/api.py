@@ -6,7 +6,9 @@
 
 Names resolve as for `upscale.py --model` (sr_keras.loading.resolve_model): the repository's
 saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
-same tiles, grey stays grey, alpha is upscaled with bicubic.
+same tiles, grey stays grey, alpha is upscaled with bicubic. A SavedModel folder without model.keras
+is checked before any of it runs, as by upscale.py (sr_keras.model_safety); `trust_model=True` skips
+the check, for SavedModels you wrote yourself.
 """
 import os
 
@@ -14,28 +16,30 @@ import numpy as np
 
 from sr_keras.loading import resolve_model
 
-_CACHE = {}  # (real path, modification time) -> Upscaler
+_CACHE = {}  # (real path, modification time, trusted) -> Upscaler
 
 
-def load(name_or_path):
+def load(name_or_path, trust_model=False):
     """The Upscaler of a model name or path, loaded once per model file.
 
     Args:
         name_or_path: a model name (e.g. "srresnet_x4"), an export folder or a .keras file.
+        trust_model: load a SavedModel folder without model.keras unchecked (sr_keras.model_safety);
+            only for SavedModels you wrote yourself.
 
     Returns:
         sr_keras.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.
 
     Raises:
-        sr_keras.errors.UserError: the model cannot be found or loaded (one line naming it).
+        sr_keras.errors.UserError: the model cannot be found or loaded, or is refused (one line naming it).
     """
     from sr_keras.inference import load_upscaler
 
     path = resolve_model(name_or_path, "model")
     # a re-export replaces the folder (a new modification time), so it is loaded again
-    key = (os.path.realpath(path), os.stat(path).st_mtime_ns)
+    key = (os.path.realpath(path), os.stat(path).st_mtime_ns, bool(trust_model))
     if key not in _CACHE:
-        _CACHE[key] = load_upscaler(path, "model")
+        _CACHE[key] = load_upscaler(path, "model", trust_model=bool(trust_model))
     return _CACHE[key]
 
 
@@ -58,7 +62,7 @@ def _pixels(image):
     return split_alpha(image)
 
 
-def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768):
+def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768, trust_model=False):
     """Upscale one picture with a trained model, tile by tile as upscale.py does.
 
     Args:
@@ -68,13 +72,14 @@ def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768):
         tile: largest tile side in LR pixels; 0 = the whole picture in one pass.
         overlap: LR pixels of context around each tile (raised to the model's receptive radius).
         tile_memory: MB one tile's activations may take; tiles shrink to fit (0 = no limit).
+        trust_model: see load().
 
     Returns:
         np.ndarray: the picture s times larger, same dtype and channels as the input.
     """
     from sr_keras.upscaling import upscale_pixels
 
-    upscaler = load(model)
+    upscaler = load(model, trust_model)
     pixels, alpha = _pixels(image)
     s = upscaler.scale
     channels = pixels.shape[2:] if alpha is None else ((pixels.shape[2] if pixels.ndim == 3 else 1) + 1,)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from sr_keras import runs
 from sr_keras.config import RunState
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 from sr_keras.imresize import upscale_bicubic
 from sr_keras.metrics import to_uint8
 
@@ -21,6 +21,10 @@ PANEL_MAX_HR = 192  # panel crop side (HR pixels): big enough to judge detail, s
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or Inf; training stopped without saving anything from that epoch."""
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (e.g. a full disk); the previous one is intact."""
 
 
 def lr_schedule(train):
@@ -216,6 +220,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best_file = state.best if same else None
         self.best = state.best_value if same else None
         self.best_epoch = state.best_epoch if same else None
+        self.saved_epoch = state.epoch if state is not None else None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -226,20 +231,13 @@ class RunCheckpoint(keras.callbacks.Callback):
             improved = current is not None and math.isfinite(current) and (self.best is None or current > self.best)
         if not self.write:
             return
-        os.makedirs(self.dir, exist_ok=True)
-        tag = f"e{epoch + 1:04d}"
-        if improved:
-            self.best_file, self.best_epoch = f"best-{tag}.weights.h5", epoch + 1
-            self.best = None if current is None else float(current)
-            with _applied(self.average):
-                runs.atomic_save_weights(self.generator, os.path.join(self.dir, self.best_file))
-        last_file = f"last-{tag}.weights.h5"
-        runs.atomic_save_weights(self.model, os.path.join(self.dir, last_file))
-        state = RunState(epoch=epoch + 1, last=last_file, best=self.best_file, best_value=self.best,
-                         best_epoch=self.best_epoch, monitor=self.monitor, config=self.config,
-                         callbacks={name: cb.get_state() for name, cb in self.stateful.items()},
-                         logs={k: float(v) for k, v in logs.items()}, time=time.time())
-        runs.write_state(self.dir, state)
+        try:
+            last_file = self._save(epoch, improved, current, logs)
+        except OSError as e:  # h5py's write errors are OSErrors too
+            kept = (f"epoch {self.saved_epoch}'s checkpoint is kept: make room, then continue with --resume"
+                    if self.saved_epoch else "no epoch was saved: make room, then start again")
+            raise CheckpointWriteError(f"cannot save the checkpoint of epoch {epoch + 1} in {self.dir} "
+                                       f"({e.strerror or first_line(e)}): training stopped; {kept}") from None
         keep = {runs.STATE_FILE, last_file, self.best_file}
         for name in os.listdir(self.dir):
             if name not in keep and name.endswith(".weights.h5") and not name.startswith(".tmp-"):
@@ -247,3 +245,36 @@ class RunCheckpoint(keras.callbacks.Callback):
         # one trainer per run folder: another pid's temporary file is a leftover of a killed run
         for name in runs.stale_temp_files(self.dir):
             os.remove(os.path.join(self.dir, name))
+
+    def _save(self, epoch, improved, current, logs):
+        """Write the epoch's weights, then checkpoint.json naming them; returns the trainer's file name.
+        A failure leaves checkpoint.json naming the previous epoch's complete files (atomic writes)."""
+        os.makedirs(self.dir, exist_ok=True)
+        tag = f"e{epoch + 1:04d}"
+        best = (self.best_file, self.best, self.best_epoch)
+        last_file = f"last-{tag}.weights.h5"
+        written = []
+        try:
+            if improved:
+                best = (f"best-{tag}.weights.h5", None if current is None else float(current), epoch + 1)
+                with _applied(self.average):
+                    runs.atomic_save_weights(self.generator, os.path.join(self.dir, best[0]))
+                written.append(best[0])
+            runs.atomic_save_weights(self.model, os.path.join(self.dir, last_file))
+            written.append(last_file)
+            self._write_state(epoch, last_file, best, logs)
+        except OSError:
+            for name in written:  # files checkpoint.json does not name: the previous epoch's state stays whole
+                os.remove(os.path.join(self.dir, name))
+            raise
+        # only once checkpoint.json names them: the best so far is what is on disk
+        self.best_file, self.best, self.best_epoch = best
+        self.saved_epoch = epoch + 1
+        return last_file
+
+    def _write_state(self, epoch, last_file, best, logs):
+        state = RunState(epoch=epoch + 1, last=last_file, best=best[0], best_value=best[1], best_epoch=best[2],
+                         monitor=self.monitor, config=self.config,
+                         callbacks={name: cb.get_state() for name, cb in self.stateful.items()},
+                         logs={k: float(v) for k, v in logs.items()}, time=time.time())
+        runs.write_state(self.dir, state)

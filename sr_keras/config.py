@@ -194,7 +194,30 @@ class RunState:
 
     @classmethod
     def from_json(cls, text):
-        """Inverse of to_json; keys this version does not know are ignored."""
-        values = json.loads(text)
+        """Inverse of to_json; keys this version does not know are ignored.
+
+        Raises:
+            ValueError: saying what is wrong, for text that is not a state to_json wrote (truncated, not
+                JSON, a required key missing or of the wrong type).
+        """
+        values = json.loads(text)  # json.JSONDecodeError is a ValueError
+        if not isinstance(values, dict):
+            raise ValueError(f"not a JSON object. Received: {type(values).__name__}")
+        for key, kind in _STATE_KEYS.items():
+            if key not in values:
+                raise ValueError(f"no {key!r} key")
+            if not isinstance(values[key], kind) or isinstance(values[key], bool):
+                raise ValueError(f"{key!r} is not {_KIND_NAMES[kind]}. Received: {key}={values[key]!r}")
+        if values["epoch"] < 1:
+            raise ValueError(f"'epoch' must be at least 1. Received: epoch={values['epoch']!r}")
+        for key, kinds in _OPTIONAL_KEYS.items():
+            if key in values and not isinstance(values[key], kinds):
+                raise ValueError(f"{key!r} has the wrong type. Received: {key}={values[key]!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# keys every checkpoint.json has (RunCheckpoint writes them all) and their JSON types
+_STATE_KEYS = {"epoch": int, "last": str, "config": dict}
+_KIND_NAMES = {int: "an integer", str: "a file name", dict: "an object"}
+_OPTIONAL_KEYS = {"best": (str, type(None)), "monitor": (str, type(None)), "callbacks": dict, "logs": dict}

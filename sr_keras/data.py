@@ -14,7 +14,7 @@ import os
 import random
 import sys
 
-from sr_keras import degradations, pairing, pipeline, sources
+from sr_keras import degradations, imageio, pairing, pipeline, sources
 from sr_keras.errors import UserError
 from sr_keras.sources import SAMPLE_SPLITS, SPLITS, TRACKS, scale_of
 
@@ -27,6 +27,15 @@ CACHE_ENV = "SR_KERAS_DATA_CACHE"
 CACHE_MEMORY_FRACTION = 0.8
 
 
+def _check_files(pairs):
+    """imageio.check_header on every file of sources.Pair objects, before any is decoded: an unreadable
+    file, a decompression bomb or a floating-point image is a UserError naming it."""
+    for p in pairs:
+        for f in (p.hr, p.lr):
+            if isinstance(f, (str, os.PathLike)):
+                imageio.check_header(f)
+
+
 def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
     """Full-size (lr, hr) float32 pairs in [0, 1], batch dim 1, in file-number order.
 
@@ -35,6 +44,7 @@ def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
     """
     source, scale = os.fspath(source), scale_of(track)
     pairs, label = sources.resolve(source, track, split, data_dir, manual_dir)
+    _check_files(pairs)
     pairing.check_pairs(pairs, scale, label)
     return pipeline.eval_pipeline(pairs, scale)
 
@@ -68,6 +78,7 @@ def _folder_images(source, track, scale, lr_crop, cache, hr_only):
     files are checked (and, with cache "memory", decoded once) here."""
     pairs, label = sources.resolve(source, track, "train", hr_only=hr_only)
     read = pipeline.read_hr if hr_only else pairing.read_pair
+    _check_files(pairs)
     pairing.check_pairs(pairs, scale, label)
     small = [p.name for p in pairs if min(p.lr_size) < lr_crop]
     if small:

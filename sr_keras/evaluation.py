@@ -6,9 +6,18 @@ to each LR, sr_keras.degradations.EvalDegradation). Each image is scored against
 bicubic baseline and for every model; `Scores` keeps the per-image values and the means per
 (model, track), and `write_results` writes results.json/.csv/.md and per_image.csv. The metric
 convention is sr_keras.metrics'.
+
+What headers tell (unreadable, bomb, floating point, too small to score, LR/HR not a pair) fails
+before any model loads. Later failures are per image: an image a model cannot take (non-finite
+output, out of memory, too small for its borders) is named in one line and left out of EVERY row (the
+means stay over one set of images); the rest is scored. A failed write (a full disk) stops once, in one
+line; atomic writes leave no partial file.
 """
+import contextlib
 import csv
 import dataclasses
+import errno
+import functools
 import io
 import json
 import math
@@ -17,12 +26,12 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from sr_keras import data, figures, imageio, imresize, metrics, tensorboard
-from sr_keras.errors import UserError, first_line
+from sr_keras import data, figures, imageio, imresize, metrics, pairing, tensorboard
+from sr_keras.errors import UserError, one_line
 from sr_keras.inference import load_upscaler, upscale_image
+from sr_keras.upscaling import model_errors
 
 REPORT_TRACKS = ("bicubic_x2", "bicubic_x3", "bicubic_x4", "unknown_x2", "unknown_x3", "unknown_x4")
 BASELINE = "bicubic"
@@ -55,23 +64,10 @@ def too_small(image, width, height, scale):
                      f"HR trimmed to a multiple of {scale})")
 
 
-def _header(path):
-    """(width, height, mode) of an image file without decoding its pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.width, im.height, im.mode
-    except UnidentifiedImageError as e:
-        raise UserError(f"cannot read image '{path}': not an image, or its header is corrupt") from e
-    except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
-        raise UserError(f"cannot read image '{path}': {first_line(e)}") from e
-
-
 def check_scorable(path, scale):
-    """Mode of the HR image file `path`; UserError naming it when it is too small to score at `scale`.
-
-    The scored HR is trimmed to a multiple of the scale (its LR side is the floor or ceil of HR/s).
-    """
-    w, h, mode = _header(path)
+    """Mode of the HR image file `path`; UserError naming it when it is too small to score at `scale`
+    (the scored HR is trimmed to a multiple of the scale) or imageio.check_header refuses it."""
+    w, h, mode = imageio.check_header(path)
     if min(w // scale, h // scale) * scale < metrics.min_scorable_size(scale):
         raise too_small(path, w, h, scale)
     return mode
@@ -123,32 +119,39 @@ class FolderTrack:
             modes = [check_scorable(files[0], self.scale)]
             if n in self.lr_files:
                 files.append(os.path.join(self.lr_dir, self.lr_files[n]))
-                modes.append(_header(files[1])[2])
+                (lw, lh, lr_mode), (hw, hh, _) = imageio.check_header(files[1]), imageio.check_header(files[0])
+                # sizes before EXIF orientation: a pair in neither orientation is no pair
+                if not (pairing.sizes_pair((lh, lw), (hh, hw), self.scale)
+                        or pairing.sizes_pair((lw, lh), (hh, hw), self.scale)):
+                    raise self._not_a_pair(files[1], lw, lh, files[0], hw, hh)
+                modes.append(lr_mode)
             odd = odd or next(((f, m) for f, m in zip(files, modes) if m != "RGB"), None)
         if odd:
             tqdm.write(f"note: '{odd[0]}' is {odd[1]}; it is scored as 8-bit RGB (as are any other non-RGB "
                        "images)", file=sys.stderr)
 
-    def pairs(self):
-        """Yields (name, lr_u8, hr_u8) per HR file, HR trimmed to `scale` times LR from the top-left."""
+    def _not_a_pair(self, lr_path, lw, lh, hr_path, hw, hh):
+        return UserError(f"LR '{lr_path}' is {lw}x{lh} but HR '{hr_path}' is {hw}x{hh}: "
+                         f"not a x{self.scale} pair (check --scale)")
+
+    def _read(self, n):
         s = self.scale
+        hr_path = os.path.join(self.hr_dir, n)
+        hr = imageio.read_rgb(hr_path)
+        if self.lr_dir is None:
+            hr = imresize.crop_to_multiple(hr, s)
+            return imresize.downscale(hr, s), hr
+        lr_path = os.path.join(self.lr_dir, self.lr_files[n])
+        lr = imageio.read_rgb(lr_path)
+        if not pairing.sizes_pair(lr.shape[:2], hr.shape[:2], s):  # the PAIRING RULE, as read (EXIF applied)
+            raise self._not_a_pair(lr_path, lr.shape[1], lr.shape[0], hr_path, hr.shape[1], hr.shape[0])
+        return pairing.trim(lr, hr, s)
+
+    def items(self):
+        """Yields (name, read) per HR file: read() -> (lr_u8, hr_u8), HR trimmed to `scale` times LR
+        from the top-left; UserError naming a file that cannot be read or is not a pair."""
         for n in self.hr_files:
-            hr_path = os.path.join(self.hr_dir, n)
-            hr = imageio.read_rgb(hr_path)
-            if self.lr_dir is None:
-                hr = imresize.crop_to_multiple(hr, s)
-                lr = imresize.downscale(hr, s)
-            else:
-                lr_path = os.path.join(self.lr_dir, self.lr_files[n])
-                lr = imageio.read_rgb(lr_path)
-                (lh, lw), (hh, hw) = lr.shape[:2], hr.shape[:2]
-                # the pairing rule of sr_keras.data: LR side = floor or ceil of HR side / s
-                if abs(s * lh - hh) >= s or abs(s * lw - hw) >= s:
-                    raise UserError(f"LR '{lr_path}' is {lw}x{lh} but HR '{hr_path}' is {hw}x{hh}: "
-                                    f"not a x{s} pair (check --scale)")
-                lh, lw = min(lh, hh // s), min(lw, hw // s)
-                lr, hr = lr[:lh, :lw], hr[:s * lh, :s * lw]
-            yield os.path.splitext(n)[0], lr, hr
+            yield os.path.splitext(n)[0], functools.partial(self._read, n)
 
 
 class Div2kTrack:
@@ -156,9 +159,8 @@ class Div2kTrack:
     track is missing from fails here, before any scoring)."""
 
     def __init__(self, source, track, split):
-        self.source, self.track, self.split = source, track, split
+        self.source, self.track, self.split, self.label = source, track, split, track
         self.scale = data.scale_of(track)
-        self.label = track
         paths = data.eval_names(source, track, split)
         for path in paths:
             if os.path.isfile(str(path)):  # folder sources name files: check sizes before any scoring
@@ -166,11 +168,11 @@ class Div2kTrack:
         self.names = [image_name(n) for n in paths]
         self.count = len(self.names)
 
-    def pairs(self):
-        """Yields (name, lr_u8, hr_u8) per image of the split, in eval_names' order."""
+    def items(self):
+        """Yields (name, read) per image of the split, in eval_names' order: read() -> (lr_u8, hr_u8)."""
         ds = data.eval_dataset(self.source, self.track, self.split)
         for name, (lr, hr) in zip(self.names, ds.as_numpy_iterator()):
-            yield name, metrics.to_uint8(lr[0]), metrics.to_uint8(hr[0])
+            yield name, (lambda lr=lr, hr=hr: (metrics.to_uint8(lr[0]), metrics.to_uint8(hr[0])))
 
 
 def image_name(name):
@@ -308,14 +310,14 @@ def write_results(out, protocol, scores, degrade=None):
 # ---------------------------------------------------------------- the evaluation loop
 
 class ModelCache:
-    """One load per model path, shared by the tracks that use it."""
+    """One load per model path, shared by the tracks that use it (trust_model: as load_upscaler's)."""
 
-    def __init__(self):
-        self.loaded = {}
+    def __init__(self, trust_model=False):
+        self.loaded, self.trust_model = {}, trust_model
 
     def get(self, path):
         if path not in self.loaded:
-            self.loaded[path] = load_upscaler(path, "--model")
+            self.loaded[path] = load_upscaler(path, "--model", trust_model=self.trust_model)
         return self.loaded[path]
 
 
@@ -345,6 +347,7 @@ class Options:
         tile_overlap: LR pixels of context around each tile.
         degrade: a degradations.EvalDegradation added to every LR image (seeded by the image's name)
             before the centre crop and any model, or None; scores are against the clean HR.
+        trust_model: run bare SavedModels unchecked (sr_keras.inference.load_upscaler).
     """
 
     protocol: str = "full"
@@ -352,24 +355,41 @@ class Options:
     tile: int = 256
     tile_overlap: int = 16
     degrade: object = None
+    trust_model: bool = False
+
+
+def _score_image(image, read, track, ups, options):
+    """(lr, hr, [(model name, sr, psnr, ssim)]) of one image, bicubic first; UserError naming the image
+    when it cannot be read or a model cannot take it."""
+    scale = track.scale
+    lr, hr = read()
+    if options.degrade:
+        lr = options.degrade.apply(lr, image)
+    if options.protocol == "center180":
+        lr, hr = center_crop(lr, hr, scale)
+    outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
+    for name, up in ups:
+        with model_errors(f"image {image} of {track.label}, model {name}", lr.shape[1], lr.shape[0], "--tile"):
+            outputs.append((name, upscale_image(up, lr, tile=options.tile, overlap=options.tile_overlap)))
+    return lr, hr, [(name, sr, *score(hr, sr, scale, image)) for name, sr in outputs]
 
 
 def evaluate_track(track, ups, options, scores, fig_dir):
     """Scores the bicubic baseline and every (name, upscaler) on each pair of `track`; writes the
-    comparison figures of the first `options.figures` images to `fig_dir`."""
+    comparison figures of the first `options.figures` images to `fig_dir`. Returns the images left
+    out (each named on stderr)."""
     scale = track.scale
-    bar = tqdm(track.pairs(), total=track.count, desc=f"evaluate {track.label}", unit="img")
-    for i, (image, lr, hr) in enumerate(bar):
-        if options.degrade:
-            lr = options.degrade.apply(lr, image)
-        if options.protocol == "center180":
-            lr, hr = center_crop(lr, hr, scale)
-        outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
-        outputs += [(name, upscale_image(up, lr, tile=options.tile, overlap=options.tile_overlap))
-                    for name, up in ups]
+    failed = []
+    bar = tqdm(track.items(), total=track.count, desc=f"evaluate {track.label}", unit="img")
+    for i, (image, read) in enumerate(bar):
+        try:
+            lr, hr, scored = _score_image(image, read, track, ups, options)
+        except UserError as e:
+            tqdm.write(f"error: {one_line(e)} (left out of every row)", file=sys.stderr)
+            failed.append(f"{image} ({track.label})")
+            continue
         panels = []
-        for name, sr in outputs:
-            p, s = score(hr, sr, scale, image)
+        for name, sr, p, s in scored:
             scores.add(image, track.track, scale, name, p, s)
             panels.append((f"{name}\n{p:.2f} dB / {s:.4f}", sr))
         if options.figures < 0 or i < options.figures:
@@ -377,6 +397,19 @@ def evaluate_track(track, ups, options, scores, fig_dir):
             title = f"{image}, {track.label}, {options.protocol}" + (
                 f", {options.degrade.spec()}" if options.degrade else "")
             figures.comparison_figure(path, title, lr, panels, hr, scale)
+    return failed
+
+
+@contextlib.contextmanager
+def _writing(out):
+    """A failed write under --out `out` as one line; a full disk says so."""
+    try:
+        yield
+    except OSError as e:
+        what = f" '{e.filename}'" if e.filename else ""
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise UserError(f"--out '{out}': cannot write{what}: {e.strerror or e}"
+                        + ("; free space and run again (no partial file is left)" if full else "")) from e
 
 
 def evaluate(tracks, models, out, options, logs=()):
@@ -393,20 +426,25 @@ def evaluate(tracks, models, out, options, logs=()):
         logs: training run folders whose TensorBoard curves are drawn.
 
     Returns:
-        The results table in Markdown (results.md).
+        (markdown, failed): the results table in Markdown (results.md), and the images left out of
+        it ("name (track)"; each was named on stderr when it failed).
+
+    Raises:
+        UserError: one line: bad input found up front, no image scored, a write that failed.
     """
     fig_dir = os.path.join(out, "figures")
-    try:
+    with _writing(out):
         os.makedirs(fig_dir, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create --out '{out}': {e.strerror or e}") from e
     series = [(run, tensorboard.read_scalars(run)) for run in logs]
-    cache = ModelCache()
+    cache = ModelCache(options.trust_model)
     ups = [track_models(track, models, cache) for track in tracks]
-    scores = Scores()
-    for track, track_ups in zip(tracks, ups):
-        evaluate_track(track, track_ups, options, scores, fig_dir)
-    for i, (run, scalars) in enumerate(series):
-        name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
-        figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)
-    return write_results(out, options.protocol, scores, options.degrade)
+    scores, failed = Scores(), []
+    with _writing(out):
+        for track, track_ups in zip(tracks, ups):
+            failed += evaluate_track(track, track_ups, options, scores, fig_dir)
+        if not scores.per_image:
+            raise UserError(f"no image could be scored: {len(failed)} left out (reasons above)")
+        for i, (run, scalars) in enumerate(series):
+            name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
+            figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)
+        return write_results(out, options.protocol, scores, options.degrade), failed

@@ -33,17 +33,22 @@ def is_export(path):
     return "saved_model.pb" in entries and entries <= EXPORT_ENTRIES
 
 
-def check_export_dir(out_dir):
+def check_export_dir(out_dir, flag="--export"):
     """Raise UserError unless out_dir is absent, empty, or a previous export (safe to replace).
 
-    Training scripts call this before training, so a bad --export fails in seconds, not at the end.
+    Training scripts call this before training, so a bad --export fails in seconds, not at the end
+    (outputs.check_writable_parent proves the place writable).
+
+    Args:
+        out_dir: the export folder.
+        flag: the flag that named it, for the error.
     """
     if not os.path.exists(out_dir):
         return
     if not os.path.isdir(out_dir):
-        raise UserError(f"--export {out_dir} is a file, not a folder; choose another --export path")
+        raise UserError(f"{flag} {out_dir} is a file, not a folder; choose another {flag} path")
     if os.listdir(out_dir) and not is_export(out_dir):
-        raise UserError(f"--export {out_dir} is not empty and does not hold a previous export; "
+        raise UserError(f"{flag} {out_dir} is not empty and does not hold a previous export; "
                         "refusing to overwrite its files: choose an empty or new folder")
 
 

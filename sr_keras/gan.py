@@ -11,6 +11,7 @@ D sees real and generated batches in separate calls, so its BatchNorm statistics
 PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged over the global
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
 """
+import math
 import os
 
 import keras
@@ -89,6 +90,12 @@ class SRGAN(MultiWorkerFit, keras.Model):
         if pixel_loss not in losses.PIXEL_LOSSES:
             raise ValueError(f"pixel_loss must be one of {tuple(losses.PIXEL_LOSSES)}. "
                              f"Received: pixel_loss={pixel_loss!r}")
+        weights = {"pixel_weight": pixel_weight, "content_weight": content_weight,
+                   "adversarial_weight": adversarial_weight}
+        for name, value in weights.items():
+            # a negative weight trains the term the wrong way, a NaN one makes every loss NaN
+            if not 0.0 <= float(value) < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
         if self.dtype_policy.name == "mixed_float16":
             g_optimizer, d_optimizer = (
                 o if isinstance(o, keras.optimizers.LossScaleOptimizer) else keras.optimizers.LossScaleOptimizer(o)
@@ -200,17 +207,21 @@ def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pix
     return model
 
 
-def load_init_generator(generator, path, config):
+def load_init_generator(generator, path, config, trust_model=False):
     """Copy the weights of a trained PSNR-oriented generator into `generator` (built from this run's `config`).
 
     Args:
         generator: the run's generator (SRResNet or RRDBNet).
         path: a model name, an export folder of the training scripts (its model.keras is used), a .keras
-            file, or a .weights.h5 file. A SavedModel folder without model.keras is refused.
+            file, or a .weights.h5 file. A SavedModel folder without model.keras gives the variables of
+            its serving signature, matched to the generator's weights by name, once sr_keras.model_safety
+            has found nothing but tensor math in it.
         config: the run's config.GeneratorConfig.
+        trust_model: skip that check; only for SavedModels you wrote yourself.
 
     Raises:
-        UserError: naming `path`, for a missing or unreadable file, another scale or another architecture.
+        UserError: naming `path`, for a missing or unreadable file, a refused SavedModel, another scale or
+            another architecture.
     """
     from sr_keras.loading import KERAS_FILE, load_generator_config, load_keras_model, probe_scale, resolve_model
 
@@ -223,15 +234,26 @@ def load_init_generator(generator, path, config):
             raise UserError(f"{flag} {path}: cannot load these weights into a generator with {config.describe()} "
                             f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
         return generator
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
-        # A SavedModel alone holds its variables in the order its graph uses them, not the generator's,
-        # and calling it runs a program: only the export's model.keras (safe mode) is a weight source.
-        raise UserError(f"{flag} {path}: no {KERAS_FILE} in this folder; give an export folder of the training "
-                        f"scripts (SavedModel + {KERAS_FILE}), a .keras file or a .weights.h5 file")
-    loaded = load_keras_model(path, flag)
-    src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
-    src = loaded.weights
     src_config = load_generator_config(path)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
+        # A SavedModel alone is a program: checked before TensorFlow loads any of it, and never called. Its
+        # variables come in the order its graph uses them; an export's carry the generator's weight paths.
+        from sr_keras.model_safety import SIGNATURE, check_savedmodel
+
+        if not trust_model:
+            check_savedmodel(path, flag)
+        try:
+            root = tf.saved_model.load(path)  # held: the signature's variables live as long as it does
+            found = {v.name.rsplit(":", 1)[0]: v for v in root.signatures[SIGNATURE].variables}
+        except Exception as e:
+            raise UserError(f"{flag} {path}: cannot load the SavedModel: {first_line(e)}") from e
+        named = [found[w.path] for w in generator.weights if w.path in found]
+        src = named if len(named) == len(found) else list(found.values())  # not all by name: another network
+        src_scale = src_config.scale if src_config else config.scale
+    else:
+        loaded = load_keras_model(path, flag)
+        src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
+        src = loaded.weights
     src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
     if src_scale != config.scale:
         raise UserError(f"{flag} {path} is a x{src_scale} model but this run trains x{config.scale} "

@@ -7,6 +7,16 @@ level round(v / 257) (nearest level, so 65535 -> 255 and 32896 -> 128; never a c
 high byte alone), for grey and for 48/64-bit colour PNGs alike. Both readers apply the EXIF
 orientation, so a photograph is read upright; alpha is dropped by `read_rgb` (not composited).
 
+Refused, with one line naming the file (a UserError), by every reader and by `check_header`:
+- files that are not images, or whose header or data is damaged;
+- DECOMPRESSION BOMBS: a header claiming more than PIL.Image.MAX_IMAGE_PIXELS pixels (Pillow's
+  limit, 89,478,485 = about 9459x9459; Pillow itself only warns up to twice that, here the warning
+  is an error too). A program that means to read larger pictures raises that limit (None: none);
+- FLOATING-POINT images (Pillow mode "F", float RGB TIFFs): their range has no one convention
+  ([0, 1], [0, 255], HDR), and reading them as 8-bit would score or upscale a black picture;
+  save them as 8- or 16-bit integer images;
+- images with a zero side.
+
 Writing. `atomic_file` hands out a temporary path in the destination's folder; the file is fsynced
 and renamed over the destination only when the block succeeds, so a reader (or a crash) never sees a
 half-written file. A temporary name starts with "." and `list_images` skips such names.
@@ -15,6 +25,7 @@ import contextlib
 import os
 import re
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -50,6 +61,106 @@ def list_images(folder):
                   key=_natural_key)
 
 
+def _pixels_claimed(e):
+    """The pixel count in Pillow's decompression-bomb message, or None."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    return int(found.group(1)) if found else None
+
+
+def _bomb(path, pixels):
+    claimed = f"{pixels:,} pixels" if pixels else "more pixels"
+    return UserError(f"cannot read image '{path}': its header claims {claimed}, over the limit of "
+                     f"{Image.MAX_IMAGE_PIXELS:,} (PIL.Image.MAX_IMAGE_PIXELS) that guards against "
+                     "decompression bombs")
+
+
+_TIFF_SAMPLE_FORMAT, _TIFF_FLOAT = 339, 3
+
+
+def _float_tiff(path):
+    """True when `path` is a TIFF whose first image stores floating-point samples (SampleFormat 3)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            order = {b"II*\0": "<", b"MM\0*": ">"}.get(head[:4])
+            if order is None:
+                return False
+            f.seek(struct.unpack(order + "I", head[4:])[0])
+            (count,) = struct.unpack(order + "H", f.read(2))
+            entries = f.read(12 * min(count, 4096))
+            for i in range(0, len(entries) - 11, 12):
+                tag, kind, n = struct.unpack(order + "HHI", entries[i:i + 8])
+                if tag == _TIFF_SAMPLE_FORMAT and kind == 3:  # SHORTs, one per sample: the first one's
+                    value = entries[i + 8:i + 10]
+                    if n > 2:  # over 4 bytes: stored at the offset held here
+                        f.seek(struct.unpack(order + "I", entries[i + 8:i + 12])[0])
+                        value = f.read(2)
+                    return struct.unpack(order + "H", value)[0] == _TIFF_FLOAT
+    except (OSError, struct.error):
+        pass
+    return False
+
+
+def _float_refusal(path):
+    return UserError(f"cannot read image '{path}': floating-point pixels are not supported (their range "
+                     "has no one convention); save it as an 8- or 16-bit integer image")
+
+
+def _read_error(path, e):
+    """The one-line UserError for an exception Pillow raised on `path`."""
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return _bomb(path, _pixels_claimed(e))
+    if isinstance(e, UnidentifiedImageError):
+        if _float_tiff(path):
+            return _float_refusal(path)
+        return UserError(f"cannot read image '{path}': not an image, or its header is corrupt")
+    if isinstance(e, MemoryError):
+        return UserError(f"cannot read image '{path}': not enough memory to decode it")
+    return UserError(f"cannot read image '{path}': {first_line(e, path)}")
+
+
+@contextlib.contextmanager
+def open_image(path):
+    """Image.open with the checks of every reader (module docstring): yields the open Pillow image;
+    any failure, in the block too (decoding), is a UserError naming `path`.
+
+    Args:
+        path: an image file.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
+        raise _read_error(path, e) from None
+    with im:
+        # again after the open: warning filters are process-wide, another thread may have reset them
+        if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+            raise _bomb(path, im.width * im.height)
+        if im.mode == "F":
+            raise _float_refusal(path)
+        if im.width < 1 or im.height < 1:
+            raise UserError(f"cannot read image '{path}': its size is {im.width}x{im.height}")
+        try:
+            yield im
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001  decoding errors of the block
+            raise _read_error(path, e) from None
+
+
+def check_header(path):
+    """(width, height, mode) of an image file from its header, without decoding the pixels; the
+    refusals of the module docstring (not an image, decompression bomb, floating point, zero size)
+    are a UserError naming `path`. EXIF orientation is not applied to the size.
+
+    Args:
+        path: an image file.
+    """
+    with open_image(path) as im:
+        return im.width, im.height, im.mode
+
+
 def read_image(path):
     """Pixels of an image file as upscaling keeps them, with the EXIF orientation applied.
 
@@ -60,14 +171,9 @@ def read_image(path):
         (pixels, alpha, info): pixels HxWx3 or HxW uint8, or HxW uint16 for 16-bit grey; alpha a
         Pillow "L" image or None; info {"icc_profile": bytes} when the file has one.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright picture
-    except UnidentifiedImageError as e:
-        raise UserError(f"cannot read image '{path}': not an image, or its header is corrupt") from e
-    except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
-        raise UserError(f"cannot read image '{path}': {first_line(e)}") from e
+    with open_image(path) as im:
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of an upright picture
     info = {k: im.info[k] for k in ("icc_profile",) if k in im.info}
     mode = im.mode
     if mode == "P":
@@ -82,8 +188,6 @@ def read_image(path):
             raise UserError(f"cannot read image '{path}': {mode} values outside 0..65535")
         return arr.astype(np.uint16), None, info
     elif mode not in ("L", "LA", "RGB", "RGBA"):
-        if mode == "F":
-            raise UserError(f"cannot read image '{path}': floating-point images are not supported")
         im = im.convert("RGB")
     alpha = im.getchannel("A") if im.mode in ("LA", "RGBA") else None
     target = "L" if im.mode in ("L", "LA") else "RGB"
@@ -102,11 +206,11 @@ def _deep_colour_png(path):
     """(True, EXIF orientation) for a 16-bit-per-channel colour PNG, which Pillow reads as 8-bit
     by keeping the high byte only; (False, None) otherwise, unreadable files included."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             deep = im.format == "PNG" and im.mode in ("RGB", "RGBA") and bool(im.tile) \
                 and ";16" in str(im.tile[0][3])
             return deep, (im.getexif().get(_EXIF_ORIENTATION) if deep else None)
-    except Exception:  # noqa: BLE001  read_image reports the problem with one line
+    except UserError:  # read_image reports the problem with one line
         return False, None
 
 
@@ -123,7 +227,7 @@ def read_rgb(path):
         try:
             pixels = tf.io.decode_png(tf.io.read_file(os.fspath(path)), channels=3, dtype=tf.uint16).numpy()
         except (tf.errors.OpError, OSError) as e:
-            raise UserError(f"cannot read image '{path}': {first_line(getattr(e, 'message', e))}") from e
+            raise UserError(f"cannot read image '{path}': {first_line(getattr(e, 'message', e), path)}") from e
         pixels = to_uint8(pixels)
         if orientation in _ORIENTATION:
             pixels = np.asarray(Image.fromarray(pixels).transpose(_ORIENTATION[orientation]))

@@ -3,15 +3,18 @@
 `load_upscaler(path)` accepts what `--export` writes (a SavedModel folder holding `model.keras`
 beside `saved_model.pb`), a bare `.keras` file, or a model name (sr_keras.loading). The Keras model
 is preferred (loaded in safe mode, no pickle); a SavedModel without it is called through its uint8
-`serving_default` signature; a `.tflite` file runs through LiteRT after its op list is checked
-(sr_keras.tflite).
+`serving_default` signature once sr_keras.model_safety has found nothing but tensor math in what
+loading and serving it would run (`trust_model=True` skips that check); a `.tflite` file runs
+through LiteRT after its op list is checked (sr_keras.tflite). A model's scale and output are probed
+only through these checked paths, and a model whose output is not finite is refused, never written.
 
 `upscale_image(upscaler, img, tile, overlap)` splits the LR image into tiles, gives each tile a
 margin of real neighbouring pixels, and writes only the tile's core into a preallocated output of
 the input's dtype (`upscale_bands` yields it one row of tiles at a time, for streaming writers). The
-margin is at least the model's receptive-field radius (read from the Keras model's layer graph), so
-every core pixel sees exactly what it would in a whole-image pass and tiles are seamless; memory is
-the output plus one tile's activations, whatever the image size.
+margin is at least the model's receptive-field radius (read from the Keras model's layer graph, or
+measured by an impulse probe through a checked SavedModel), so every core pixel sees exactly what it
+would in a whole-image pass and tiles are seamless; memory is the output plus one tile's activations,
+whatever the image size. A SavedModel whose reach exceeds the probe runs each picture in one pass.
 """
 import math
 import os
@@ -22,7 +25,8 @@ from tqdm import tqdm
 
 from sr_keras.errors import UserError, first_line
 from sr_keras.loading import (CONFIG_FILE, KERAS_FILE, TFLITE_SUFFIX, load_generator_config, load_keras_model,
-                              probe_scale, resolve_model)
+                              probe_scale, resolve_model, shape_text)
+from sr_keras.model_safety import SIGNATURE, check_savedmodel
 
 # ITU-R BT.601 luma, as PIL's convert("L"): how a grey input comes back to one channel.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -38,7 +42,8 @@ _POINTWISE = {
 class Upscaler:
     """A loaded SR model: `scale`, `config` (its GeneratorConfig, None when the export carries none),
     `radius` (LR pixels of context each output pixel depends on), `act_bytes` (largest activation in
-    bytes per LR pixel), both None when unknown, and `__call__(lr)` for one HxWx3 uint8/uint16 image
+    bytes per LR pixel), both None when unknown, `whole_image` (True when no tile margin is known to
+    be seamless: each picture runs in one pass), and `__call__(lr)` for one HxWx3 uint8/uint16 image
     -> same dtype, s times larger."""
 
     def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None, config=None, flag="--model"):
@@ -47,6 +52,7 @@ class Upscaler:
         self.radius = radius
         self.act_bytes = act_bytes
         self.config = config
+        self.whole_image = False
         self.scale = probe_scale(lambda x: run_uint8(x.astype(np.uint8)), flag, path)
         if config is not None and config.scale != self.scale:
             raise UserError(f"{flag} '{path}' upscales x{self.scale} but its {CONFIG_FILE} says x{config.scale}")
@@ -62,7 +68,7 @@ class Upscaler:
         return run(lrs)
 
 
-def load_upscaler(path, flag="--model"):
+def load_upscaler(path, flag="--model", trust_model=False):
     """Load a model for upscaling; raise UserError naming `path` (one line) when it cannot be.
 
     Args:
@@ -70,6 +76,8 @@ def load_upscaler(path, flag="--model"):
             .tflite file written by sr_keras.tflite.export_tflite (run by LiteRT), or a model name
             (sr_keras.loading.resolve_model).
         flag: the command-line flag that gave `path`, for error messages.
+        trust_model: load a SavedModel without model.keras without checking that loading and serving
+            it runs only tensor math (sr_keras.model_safety); only for SavedModels you wrote yourself.
     """
     path = resolve_model(path, flag)
     if os.path.isfile(path) and path.endswith(TFLITE_SUFFIX):
@@ -78,7 +86,7 @@ def load_upscaler(path, flag="--model"):
         return load_tflite_upscaler(path, flag)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
             and os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return _from_savedmodel(path, flag)
+        return _from_savedmodel(path, flag, trust_model)
     model = load_keras_model(path, flag)
 
     def quantised(dtype):
@@ -89,29 +97,92 @@ def load_upscaler(path, flag="--model"):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], dtype)], reduce_retracing=True)
         def run(x):
             y = tf.cast(model(tf.cast(x, tf.float32) / top, training=False), tf.float32)
-            return tf.cast(tf.clip_by_value(tf.round(y * top), 0.0, top), dtype)
+            return tf.cast(tf.clip_by_value(tf.round(y * top), 0.0, top), dtype), tf.reduce_all(tf.math.is_finite(y))
 
-        return lambda x: run(x).numpy()
+        def checked(x):
+            out, finite = run(x)
+            if not finite:  # NaN would be cast to black pixels: refuse rather than write them
+                raise UserError(f"{flag} '{path}': model output is not finite (NaN or inf); nothing is written")
+            return out.numpy()
+
+        return checked
 
     radius, act_bytes = analyse(model)
     return Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes,
                     config=load_generator_config(path), flag=flag)
 
 
-def _from_savedmodel(path, flag):
+def _from_savedmodel(path, flag, trust_model=False):
+    """An Upscaler calling a SavedModel's uint8 serving signature, checked before any of it runs."""
+    if not trust_model:
+        check_savedmodel(path, flag)
     try:
-        fn = tf.saved_model.load(path).signatures["serving_default"]
+        root = tf.saved_model.load(path)
+        fn = root.signatures[SIGNATURE]
     except Exception as e:
         raise UserError(f"{flag} '{path}': cannot load the SavedModel: {first_line(e)}") from e
     specs = fn.structured_input_signature[1]
     if len(specs) != 1 or next(iter(specs.values())).dtype != tf.uint8:
-        raise UserError(f"{flag} '{path}': the SavedModel's serving_default must take one uint8 image batch")
+        raise UserError(f"{flag} '{path}': the SavedModel's {SIGNATURE} must take one uint8 image batch")
+    outputs = fn.structured_outputs
+    if not isinstance(outputs, dict) or len(outputs) != 1:
+        raise UserError(f"{flag} '{path}': the SavedModel's {SIGNATURE} must return one image batch")
+    out = next(iter(outputs.values()))
+    if out.shape.rank is not None and out.shape.rank != 4:
+        raise UserError(f"{flag} '{path}': not an image-to-image model (its output is {out.dtype.name} "
+                        f"{shape_text(out.shape)})")
+    if out.dtype != tf.uint8:
+        raise UserError(f"{flag} '{path}': its {SIGNATURE} returns {out.dtype.name} images, not uint8 as an export's")
     name = next(iter(specs))
 
-    def run_uint8(x):
-        return next(iter(fn(**{name: tf.constant(x, tf.uint8)}).values())).numpy().astype(np.uint8)
+    def run_uint8(x):  # holds `root`: the signature's variables live as long as the loaded object
+        return next(iter(root.signatures[SIGNATURE](**{name: tf.constant(x, tf.uint8)}).values())).numpy()
 
-    return Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
+    upscaler = Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
+    upscaler.radius = probe_reach(run_uint8, upscaler.scale)
+    upscaler.whole_image = upscaler.radius is None  # it reaches past the probe: no margin is known to be enough
+    return upscaler
+
+
+# The widest margin (LR pixels) probe_reach can measure; a model reaching further runs whole pictures.
+PROBE_REACH = 48
+
+
+def probe_reach(run_uint8, scale):
+    """LR pixels of context each output pixel depends on, measured through a (checked) uint8 model.
+
+    One half of a random image is inverted (the rows above, below, the columns left, right of its
+    centre line, in turn) and the farthest output row or column that changes beyond the line is
+    found. A half-plane rather than one pixel: its effect sums over many pixels, so it survives the
+    rounding to uint8 as far as any real influence does (+1 for the last fractions of a level).
+
+    Returns:
+        int, or None when a change reaches the probe's far border (the model looks further, up to
+        the whole picture).
+    """
+    side, c = 2 * PROBE_REACH + 1, PROBE_REACH
+    x = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), dtype=np.uint8)
+    halves = [(axis, part) for axis in (1, 2) for part in (slice(0, c), slice(c + 1, side))]
+    probes = [x[0]]
+    for axis, part in halves:
+        y = x[0].copy()
+        index = (part, slice(None)) if axis == 1 else (slice(None), part)
+        y[index] = 255 - y[index]
+        probes.append(y)
+    out = run_uint8(np.stack(probes))
+    reach = 0
+    for (axis, part), sr in zip(halves, out[1:]):
+        lines = np.nonzero(np.any(sr != out[0], axis=(1, 2) if axis == 1 else (0, 2)))[0] // scale
+        if not len(lines):
+            continue
+        if part.start == 0:  # rows/columns 0..c-1 inverted: how far past c-1 the change goes
+            far, dist = lines.max() == side - 1, lines.max() - (c - 1)
+        else:
+            far, dist = lines.min() == 0, c + 1 - lines.min()
+        if far:
+            return None
+        reach = max(reach, int(dist))
+    return reach + 1
 
 
 def through_uint8(run_uint8):
@@ -255,7 +326,10 @@ ACT_OVERHEAD = 4.0
 
 def tile_side(upscaler, tile, overlap, max_tile_mb):
     """The core tile side actually used: `tile`, made smaller when one tile's activations (margins
-    included) would exceed `max_tile_mb`; 0 stays 0 (one pass, as asked)."""
+    included) would exceed `max_tile_mb`; 0 stays 0 (one pass, as asked); 0 for an upscaler whose
+    seamless margin is unknown (`whole_image`)."""
+    if upscaler.whole_image:
+        return 0
     if not tile or tile <= 0 or not upscaler.act_bytes or not max_tile_mb:
         return tile
     margin = max(int(overlap), upscaler.radius or 0)

@@ -138,28 +138,52 @@ def load_generator_config(path):
         raise UserError(f"cannot read the generator config '{config_file}': {first_line(e)}") from e
 
 
+def shape_text(shape):
+    """A batch shape as users read it: (None, 10) -> "[N, 10]", unknown sizes as "?"."""
+    dims = ["?" if d is None else str(int(d)) for d in shape]
+    return "[" + ", ".join(["N"] + dims[1:]) + "]" if dims else "a scalar"
+
+
+# Two probe sizes, one not square: an output that does not follow both is a fixed size or a transpose.
+_PROBES = ((8, 8), (8, 12))
+
+
 def probe_scale(fn, flag, shown):
-    """The integer upscaling factor of an image-to-image function, probed on one 8x8 RGB input.
+    """The integer upscaling factor of an image-to-image function, probed on an 8x8 and an 8x12 RGB input.
 
     Args:
-        fn: callable taking a [1, 8, 8, 3] float32 batch (zeros, a valid [0, 1] image) and returning
+        fn: callable taking a [1, H, W, 3] float32 batch (zeros, a valid [0, 1] image) and returning
             a batch of images.
         flag: the command-line flag that named the model, for the error message.
         shown: the model as the user gave it.
 
     Returns:
-        int: s when an 8x8 image comes back 8s x 8s x 3.
+        int: s when every HxW image comes back sH x sW x 3.
 
     Raises:
-        UserError: one line when fn fails on the input or does not upscale RGB by an integer factor.
+        UserError: one line naming what the model is when fn fails on the input, returns no image batch
+            (a classifier), returns other than 3 channels, or does not scale both sizes by one integer
+            factor (a fixed output size, a fractional scale, a transpose).
     """
     import numpy as np
 
-    try:
-        out = fn(np.zeros((1, 8, 8, 3), np.float32))
-    except Exception as e:  # a fixed input size, another channel count, ...: not an image upscaler
-        raise UserError(f"{flag} '{shown}' cannot upscale an 8x8 RGB image: {first_line(e)}") from e
-    shape = tuple(int(d) for d in out.shape)
-    if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or shape[1] != shape[2] or shape[1] < 8 or shape[1] % 8:
-        raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an 8x8 image came back {shape[1:]}")
-    return shape[1] // 8
+    shapes = []
+    for h, w in _PROBES:
+        try:
+            out = fn(np.zeros((1, h, w, 3), np.float32))
+        except UserError:
+            raise
+        except Exception as e:  # a fixed input size, another channel count, ...: not an image upscaler
+            raise UserError(f"{flag} '{shown}' cannot upscale an {h}x{w} RGB image: {first_line(e)}") from e
+        shape = tuple(int(d) for d in out.shape)
+        if len(shape) != 4 or shape[0] != 1:
+            raise UserError(f"{flag} '{shown}': not an image-to-image model (its output is {shape_text(shape)})")
+        if shape[3] != 3:
+            raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an {h}x{w} image came back {shape[1:]}")
+        shapes.append(shape)
+    scale = max(1, shapes[0][1] // _PROBES[0][0])
+    if any(s[1:3] != (h * scale, w * scale) for s, (h, w) in zip(shapes, _PROBES)):
+        seen = " and ".join(f"{h}x{w} -> {s[1]}x{s[2]}" for s, (h, w) in zip(shapes, _PROBES))
+        fixed = "; a fixed output size" if len({s[1:3] for s in shapes}) == 1 else ""
+        raise UserError(f"{flag} '{shown}' is not an upscaler at an integer scale: {seen}{fixed}")
+    return scale

@@ -7,6 +7,7 @@ the *global* batch, which keeps gradients right under tf.distribute (Keras' opti
 over replicas). The relativistic losses compare each logit with the mean logit of the other batch, which
 under tf.distribute is the mean over the replica's share of the batch (as BasicSR's per-GPU mean).
 """
+import math
 import os
 import socket
 import sys
@@ -160,6 +161,8 @@ class VGGContentLoss:
                                      ("--content-criterion", criterion, CONTENT_CRITERIA)):
             if value not in allowed:
                 raise UserError(f"{flag} {value}: must be one of {', '.join(allowed)}")
+        if not 0.0 <= float(scale) < math.inf:  # negative or NaN: a content term that trains the wrong way or is NaN
+            raise UserError(f"--content-scale {scale}: must be a finite number >= 0")
         vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
         names = [lyr.name for lyr in vgg.layers[1:]]
         if layer not in names:

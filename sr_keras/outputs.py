@@ -10,7 +10,7 @@ import tempfile
 from sr_keras.errors import UserError
 
 
-def _probe(folder, flag, shown):
+def _probe(folder, flag, shown, keep_folders=True):
     existing = folder
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
@@ -24,6 +24,12 @@ def _probe(folder, flag, shown):
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise UserError(f"{flag} {shown}: cannot write there ({reason})") from None
+    finally:
+        if not keep_folders:  # the folders made for the probe, deepest first, while empty
+            made = folder
+            while made != existing and os.path.isdir(made) and not os.listdir(made):
+                os.rmdir(made)
+                made = os.path.dirname(made)
 
 
 def check_writable_folder(path, flag):
@@ -39,15 +45,17 @@ def check_writable_folder(path, flag):
     _probe(os.path.abspath(os.fspath(path)), flag, path)
 
 
-def check_writable_parent(path, flag):
+def check_writable_parent(path, flag, keep_folders=True):
     """Prove that `path` can be created: its parent folder is made if needed and written to; `path`
     itself is not created (an export folder or a file written atomically at the end).
 
     Args:
         path: the output file or folder (e.g. --export, evaluate.py --out FILE).
         flag: the flag that named it, for the error.
+        keep_folders: False removes the parent folders the check made (for writers that make them
+            themselves, so that a command refused later leaves nothing behind).
 
     Raises:
         UserError: one line naming the flag and the path.
     """
-    _probe(os.path.dirname(os.path.abspath(os.fspath(path))), flag, path)
+    _probe(os.path.dirname(os.path.abspath(os.fspath(path))), flag, path, keep_folders)

@@ -10,7 +10,6 @@ follow the pairing rule; a bad pair raises UserError naming the file. Pixels are
 sr_keras.imageio.read_rgb (its 16-bit rule, EXIF orientation), so training, validation and
 evaluate.py see the same pixels of a file.
 """
-import struct
 import sys
 
 import numpy as np
@@ -54,19 +53,15 @@ def _orientation(im):
 
 def header(path):
     """(height, width) as read (EXIF orientation applied) and mode of an image file, after a cheap
-    integrity check (PNG chunk CRCs)."""
-    try:
-        with Image.open(path) as im:
-            size, mode = (im.height, im.width), im.mode
-            if im.tile and ";16" in str(im.tile[0][3]):  # Pillow reports 48-bit PNGs as plain "RGB"
-                mode += " 16-bit"
-            if _orientation(im) in _SWAPPING_ORIENTATIONS:
-                size = size[::-1]
-            im.verify()
-    except Image.UnidentifiedImageError:
-        raise UserError(f"{path}: not an image file, or its header is corrupt; replace or remove it") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        raise UserError(f"{path}: corrupt image ({e}); replace or remove it") from None
+    integrity check (PNG chunk CRCs); imageio.open_image's refusals (not an image, a decompression
+    bomb, floating point) and any damage found are a UserError naming the file."""
+    with imageio.open_image(path) as im:
+        size, mode = (im.height, im.width), im.mode
+        if im.tile and ";16" in str(im.tile[0][3]):  # Pillow reports 48-bit PNGs as plain "RGB"
+            mode += " 16-bit"
+        if _orientation(im) in _SWAPPING_ORIENTATIONS:
+            size = size[::-1]
+        im.verify()
     return size, mode
 
 

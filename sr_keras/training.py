@@ -5,10 +5,14 @@ A value's path: train_srresnet.py / train_srgan.py parse their flags (sr_keras.c
 config.TrainConfig and a config.GeneratorConfig; runs.prepare_run checks the run folder; fit() wires
 the callbacks (sr_keras.callbacks) and sr_keras.runs writes the checkpoints.
 """
+import contextlib
+import json
 import os
+import re
 import sys
 
 import keras
+import tensorflow as tf
 
 from sr_keras import metrics as sr_metrics
 from sr_keras import runs
@@ -16,10 +20,65 @@ from sr_keras.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFi
                                 RunCheckpoint, lr_schedule)
 from sr_keras.distribute import Trainer, replicate_for_replicas
 from sr_keras.ema import WeightAverage, adam
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
+from sr_keras.metrics import min_scorable_size
 
 PIXEL_LOSSES = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}
 TRUNK_PREFIXES = ("head_", "block", "body_")  # layers before upsampling: the same at every scale
+
+
+def check_outputs(train):
+    """Prove --export and --out writable (the run folder is made) before anything slow: a bad location
+    fails in one line naming the flag, not after the last epoch. --export must also be absent, empty or a
+    previous export (export.check_export_dir). Returns whether the run folder was made here."""
+    from sr_keras.export import check_export_dir
+    from sr_keras.outputs import check_writable_folder, check_writable_parent
+
+    check_export_dir(train.export)
+    check_writable_parent(train.export, "--export")
+    created = not os.path.lexists(train.out)
+    check_writable_folder(train.out, "--out")
+    return created
+
+
+def check_hr_crop(hr_crop, scale):
+    """Refuse an --hr-crop too small to train at `scale`: the training PSNR/SSIM metrics crop `scale`
+    pixels from every border and SSIM's 11-pixel window must fit in what is left (metrics.min_scorable_size:
+    20 at x4). Returns the crop side training uses (rounded down to a multiple of the scale)."""
+    least = min_scorable_size(scale)
+    if hr_crop // scale * scale < least:
+        raise UserError(f"--hr-crop {hr_crop}: x{scale} training needs an HR crop of at least {least} pixels "
+                        f"(SSIM's 11-pixel window inside the {scale}-pixel border its scores leave out)")
+    return hr_crop // scale * scale
+
+
+def is_chief_worker(strategy_flag, tf_config=None):
+    """Whether this process writes the run folder (so holds its lock), read from the flags and TF_CONFIG
+    before the strategy exists: every process but the non-chief workers of --strategy multiworker,
+    which share the chief's --out (distribute.is_chief, the same rule)."""
+    if strategy_flag != "multiworker":
+        return True
+    cluster = json.loads(tf_config if tf_config is not None else os.environ.get("TF_CONFIG") or "{}")
+    task = cluster.get("task") or {}
+    if "chief" in (cluster.get("cluster") or {}):
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+
+
+@contextlib.contextmanager
+def holding_run_folder(train, created=False):
+    """The block holds --out's lock (runs.run_lock; not on non-chief workers) and turns running out of
+    memory into one line that says which flags make a run smaller. `created`: check_outputs made --out
+    (it is removed again if the run leaves nothing in it)."""
+    chief = is_chief_worker(train.strategy)
+    with runs.run_lock(train.out, created) if chief else contextlib.nullcontext():
+        try:
+            yield
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+            found = re.search(r"OOM when allocating tensor with shape\S*", str(e))
+            what = found.group(0) if found else first_line(e)
+            raise UserError(f"out of memory ({what}): try a smaller --batch-size (it is {train.batch_size}) or "
+                            f"--hr-crop (it is {train.hr_crop}), or a smaller generator") from None
 
 
 def float32_output(generator):

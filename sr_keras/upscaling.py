@@ -6,20 +6,29 @@ outputs keep the input's ICC profile and EXIF (orientation reset: the pixels are
 PNG at the model's scale is written as the rows of tiles come out of the model
 (sr_keras.imageio.PngStream), so memory stays bounded whatever the picture's size; JPEG, WebP and
 --outscale hold the whole output once. Every output is written atomically (temp file + rename), so an
-output that exists is complete: --skip-existing trusts it. A file that cannot be read, or whose
-pixels the chosen format cannot hold (16-bit in JPEG/WebP, alpha in JPEG), is named and skipped.
+output that exists is complete: --skip-existing trusts it (and a SIGTERM, handled as Ctrl-C by
+sr_keras.errors.cli_entry, leaves no temporary file).
+
+Each file is its own job: a file that cannot be read (sr_keras.imageio's refusals: damaged, a
+decompression bomb, floating point), whose pixels or size the chosen format cannot hold (16-bit in
+JPEG/WebP, alpha in JPEG, a side over the format's limit), that the model cannot take (too small for
+its borders, e.g. 1 pixel wide with a bicubic-skip model; output not finite) or that runs out of
+memory is named in one line and skipped; the others are written. A full disk stops the batch, once.
 
 TensorFlow is imported only when a picture is upscaled, so bad inputs are reported at once.
 """
+import contextlib
 import dataclasses
+import errno
 import os
+import re
 import sys
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line, one_line
 from sr_keras.imageio import IMAGE_EXTENSIONS, PngStream, atomic_file, list_images, read_image
 
 
@@ -46,8 +55,9 @@ def collect_inputs(inputs):
     return files, problems
 
 
-# --ext -> the Pillow format written
+# --ext -> the Pillow format written, and the longest side that format can store
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+MAX_SIDE = {"png": 2**31 - 1, "jpg": 65535, "webp": 16383}
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -132,9 +142,15 @@ def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_
         yield row, band
 
 
-def check_format(pixels, alpha, path, output):
-    """Raise UserError (one line naming the file) when output's format cannot hold the picture."""
+def check_format(pixels, alpha, path, output, scale=None):
+    """Raise UserError (one line naming the file) when output's format cannot hold the picture (its
+    pixels, or, given the model's `scale`, its size)."""
     fmt = FORMATS[output.ext]
+    if scale is not None:
+        w, h = output.size(pixels.shape[1], pixels.shape[0], scale)
+        if max(w, h) > MAX_SIDE[output.ext]:
+            raise UserError(f"'{path}' would become {w}x{h}, over {fmt}'s largest side of "
+                            f"{MAX_SIDE[output.ext]} pixels: use a smaller --outscale or another --ext")
     if pixels.dtype == np.uint16 and fmt != "PNG":
         raise UserError(f"'{path}' is 16-bit and {fmt} holds 8 bits: use --ext png to keep it")
     if alpha is not None and fmt == "JPEG":
@@ -168,6 +184,44 @@ def resize_lanczos(pixels, width, height):
     return out[..., 0] if pixels.ndim == 2 else out
 
 
+class DiskFull(UserError):
+    """The output's filesystem is full (or over quota): every later file would fail the same way."""
+
+
+def _op_reason(e):
+    """The line of a TensorFlow/LiteRT error that says what went wrong, without node names or frames."""
+    lines = [ln.strip() for ln in str(getattr(e, "message", e)).splitlines()]
+    noise = ("Graph execution error", "Detected at node", "File ", "[[")
+    lines = [ln for ln in lines if ln and not ln.startswith(noise)]
+    reason = re.sub(r"^\{\{[^}]*\}\}\s*|\s*\[\[.*$|\s*\[Op:[^\]]*\].*$", "", lines[-1]) if lines else ""
+    return reason or type(e).__name__
+
+
+@contextlib.contextmanager
+def model_errors(shown, width, height, flags):
+    """Turns what running a model on one picture can raise into a one-line UserError naming it: out
+    of memory (suggesting `flags`, e.g. "--tile"), an op the picture's size breaks (a bicubic-skip
+    model pads 2 pixels each side: a 1-pixel-wide picture is refused by the model), and the model's
+    own UserErrors (non-finite output), which name the model but not the picture.
+
+    Args:
+        shown: the picture as the message names it, e.g. "'photos/cat.png'".
+        width, height: its size in pixels.
+        flags: the flags that shrink the memory of one model call, for the message.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except UserError as e:
+        raise UserError(f"{shown}: {e}") from e
+    except (MemoryError, tf.errors.ResourceExhaustedError) as e:
+        raise UserError(f"out of memory on {shown} ({width}x{height}): use a smaller {flags}") from e
+    except (tf.errors.OpError, RuntimeError) as e:  # RuntimeError: LiteRT's invoke()
+        raise UserError(f"{shown}: the model cannot upscale this {width}x{height} image "
+                        f"({first_line(_op_reason(e), shown)})") from e
+
+
 def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
     """Upscale one image file to `dest`, written atomically; returns `dest`.
 
@@ -180,17 +234,19 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
 
     Raises:
         UserError: one line naming the file when it cannot be read, the format cannot hold its
-            pixels, or the output cannot be written.
+            pixels, the model fails on it (model_errors) or the output cannot be written; DiskFull,
+            a UserError, when the output's filesystem is full.
     """
     pixels, alpha, info = read_image(path)
-    check_format(pixels, alpha, path, output)
+    check_format(pixels, alpha, path, output, upscaler.scale)
     s = upscaler.scale
     w, h = output.size(pixels.shape[1], pixels.shape[0], s)
     channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
     bands = upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap, tiling.max_tile_mb or None,
                            progress=True, batch=tiling.batch)
     try:
-        with atomic_file(dest) as tmp, open(tmp, "wb") as f:
+        with model_errors(f"'{path}'", pixels.shape[1], pixels.shape[0], "--tile, --tile-memory or --batch-tiles"), \
+                atomic_file(dest) as tmp, open(tmp, "wb") as f:
             if output.ext == "png" and output.outscale is None:
                 png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
                 for _, band in bands:
@@ -211,13 +267,15 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
                 extra = {k: v for k, v in (("icc_profile", info.get("icc_profile")), ("exif", exif_bytes(path))) if v}
                 Image.fromarray(full).save(f, format=FORMATS[output.ext], quality=output.quality, **extra)
     except OSError as e:
-        raise UserError(f"cannot write '{dest}': {e.strerror or e}") from e
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"cannot write '{dest}': {e.strerror}") from e
+        raise UserError(f"cannot write '{dest}': {e.strerror or first_line(e, dest)}") from e
     return dest
 
 
 def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), out_file=None, skip_existing=False):
     """Upscale each file into out_dir (or the one file into out_file); a file that fails is named on
-    stderr and skipped.
+    stderr (one line) and skipped. A full disk stops the batch: DiskFull, counting what was written.
 
     Two inputs with the same stem would write the same output: the second is refused, not written.
     With skip_existing, an input whose output exists is not upscaled again (outputs are written
@@ -226,8 +284,6 @@ def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), ou
     Returns:
         (written, skipped, failed): the numbers of files written and skipped, and the files that failed.
     """
-    import tensorflow as tf
-
     written, skipped, failed = 0, 0, []
     claimed = {}  # output path -> the input that produced it
     for path in tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img"):
@@ -240,13 +296,11 @@ def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), ou
             if skip_existing and os.path.exists(dest):
                 skipped += 1
                 continue
-            try:
-                upscale_file(upscaler, path, dest, tiling, output)
-            except (MemoryError, tf.errors.ResourceExhaustedError) as e:
-                raise UserError(f"out of memory on '{path}': use a smaller --tile, --tile-memory or "
-                                "--batch-tiles") from e
+            upscale_file(upscaler, path, dest, tiling, output)
             written += 1
+        except DiskFull as e:
+            raise DiskFull(f"{e}; stopped with {written} image(s) written") from e
         except UserError as e:
-            tqdm.write(f"error: {e} (skipped)", file=sys.stderr)
+            tqdm.write(f"error: {one_line(e)} (skipped)", file=sys.stderr)
             failed.append(path)
     return written, skipped, failed

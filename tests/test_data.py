@@ -300,6 +300,42 @@ def test_bad_inputs_raise_user_error_naming_them(div2k, tmp_path):
         data.training_dataset(div2k, "bicubic_x4", hr_crop=400)
 
 
+def _bomb_png(path):
+    """A valid PNG header claiming 60000x60000 RGB pixels (10.8 GB decoded), with a few bytes of data."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_a_bomb_in_a_training_folder_is_refused_before_any_batch(div2k, tmp_path, cache):
+    bombed = _copy_tree(div2k, tmp_path / "bombed")
+    _bomb_png(f"{bombed}/DIV2K_train_HR/0002.png")
+    with pytest.raises(UserError, match=r"^cannot read image '[^']*/bombed/DIV2K_train_HR/0002\.png': its header "
+                                        r"claims 3,600,000,000 pixels"):
+        data.training_dataset(bombed, "bicubic_x4", hr_crop=48, cache=cache)
+    _bomb_png(f"{bombed}/DIV2K_valid_HR/0852.png")
+    with pytest.raises(UserError, match=r"DIV2K_valid_HR/0852\.png': its header claims"):
+        data.eval_dataset(bombed, "bicubic_x4", "test")
+
+
+def test_a_bomb_or_a_float_image_in_an_hr_folder_is_refused_naming_it(tmp_path):
+    import tifffile
+
+    for i in range(4):
+        _save(str(tmp_path / "hr" / f"img{i}.png"), _photo_crop(i, 64, 80))
+    _bomb_png(str(tmp_path / "hr" / "img1.png"))
+    with pytest.raises(UserError, match=r"/hr/img1\.png': its header claims 3,600,000,000 pixels"):
+        data.training_dataset(str(tmp_path / "hr"), "bicubic_x4", hr_crop=48)
+    os.remove(tmp_path / "hr" / "img1.png")
+    tifffile.imwrite(tmp_path / "hr" / "img1.tif", np.full((64, 80, 3), 0.5, np.float32), photometric="rgb")
+    with pytest.raises(UserError, match=r"/hr/img1\.tif': floating-point pixels are not supported"):
+        data.training_dataset(str(tmp_path / "hr"), "bicubic_x4", hr_crop=48, degradation="mild")
+
+
 # ---------------------------------------------------------------- HR-only folders and samples
 
 def _save_rgb16(path, img):

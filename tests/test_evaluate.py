@@ -1,8 +1,12 @@
-"""evaluate.py and sr_keras.evaluation: folder mode on real photographs against an independent scorer, output files, curves, errors."""
+"""evaluate.py and sr_keras.evaluation: folder mode on real photographs against an independent scorer, output files,
+curves, errors; hostile inputs (--out under a file, per-image model failures, a full disk, bombs, float images)."""
 import csv
+import errno
 import io
 import json
 import os
+import shutil
+import struct
 import zlib
 
 import keras
@@ -339,3 +343,102 @@ def test_center_crop_takes_the_middle_window_aligned_to_the_scale():
     # a side shorter than the window is kept whole
     lr_c, hr_c = evaluation.center_crop(lr[:10], hr[:80], 8)
     assert lr_c.shape == (10, 22) and hr_c.shape == (80, 176)
+
+
+# ---------------------------------------------------------------- hostile inputs
+
+def test_out_under_a_file_fails_before_any_image_or_model(tmp_path, photos, tiny, capsys, monkeypatch):
+    def no_loading(*args, **kwargs):
+        pytest.fail("a model was loaded before --out was checked")
+
+    monkeypatch.setattr(evaluation, "load_upscaler", no_loading)
+    (tmp_path / "afile").write_text("a regular file")
+    code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", f"a={tiny[1]}",
+                        "--out", str(tmp_path / "afile" / "ev")], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: --out {tmp_path / 'afile' / 'ev'}: cannot write there "
+                                        f"({tmp_path / 'afile'} is a file, not a folder)"]
+
+
+def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos, tiny, capsys, monkeypatch):
+    import tensorflow as tf
+
+    from sr_keras.errors import UserError
+
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    for name, height in (("a_ok", 72), ("b_oom", 80), ("c_nan", 88)):  # told apart by their LR heights
+        Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[:height, :96])).save(hr_dir / f"{name}.png")
+    real = evaluation.upscale_image
+    failing = {20: tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
+               22: UserError("--model 'x': model output is not finite (NaN or inf); nothing is written")}
+
+    def flaky(up, lr, **kwargs):
+        if lr.shape[0] in failing:
+            raise failing[lr.shape[0]]
+        return real(up, lr, **kwargs)
+
+    monkeypatch.setattr(evaluation, "upscale_image", flaky)
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--model", f"tiny={tiny[1]}",
+                             "--figures", "-1", "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("error")]
+    assert lines == [
+        "error: out of memory on image b_oom of x4, model tiny (24x20): use a smaller --tile (left out of every row)",
+        "error: image c_nan of x4, model tiny: --model 'x': model output is not finite (NaN or inf); nothing is "
+        "written (left out of every row)",
+        "error: 2 image(s) left out of the results: b_oom (x4), c_nan (x4) (reasons above)"]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["model"], r["images"]) for r in rows] == [("bicubic", 1), ("tiny", 1)]
+    assert {r["image"] for r in csv.DictReader((out / "per_image.csv").open())} == {"a_ok"}
+    assert os.listdir(out / "figures") == ["x4_a_ok.png"]
+    assert "results in" in stdout
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: the first write puts a few bytes down, then fails with ENOSPC."""
+
+    def write(self, data):
+        super().write(bytes(data)[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_figure(tmp_path, photos, capsys, monkeypatch):
+    from sr_keras import imageio
+
+    monkeypatch.setattr(imageio, "open", lambda path, mode: _FullDisk(path, "w"), raising=False)
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--figures", "-1", "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert [ln for ln in err.replace("\r", "\n").splitlines() if "error" in ln] == [
+        f"error: --out '{out}': cannot write: No space left on device; free space and run again "
+        "(no partial file is left)"]
+    assert os.listdir(out) == ["figures"] and os.listdir(out / "figures") == []
+
+
+def test_a_bomb_or_a_float_image_is_refused_before_any_model(tmp_path, photos, capsys, monkeypatch):
+    import tifffile
+
+    def no_loading(*args, **kwargs):
+        pytest.fail("a model was loaded before the headers were checked")
+
+    monkeypatch.setattr(evaluation, "load_upscaler", no_loading)
+    for name, write in (("bomb.png", _bomb_png), ("float.tif", lambda p: tifffile.imwrite(
+            p, np.full((40, 40, 3), 0.5, np.float32), photometric="rgb"))):
+        hr_dir = tmp_path / name.split(".")[0]
+        shutil.copytree(photos, hr_dir)
+        write(hr_dir / name)
+        code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--model", "a=anything.keras",
+                            "--out", str(tmp_path / "ev")], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith(f"error: cannot read image '{hr_dir / name}': ")
+
+
+def _bomb_png(path):
+    """A PNG header claiming 60000x60000 pixels."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))

@@ -149,3 +149,10 @@ def test_mixed_precision_wraps_both_optimizers_and_trains(content):
     logs = m.train_step(_batch(4))
     assert all(np.isfinite(float(v)) for v in logs.values())
     assert m.generator.output.dtype == "float16"  # computed in half precision, losses in float32
+
+
+@pytest.mark.parametrize("name, value", [("pixel_weight", -1.0), ("content_weight", float("nan")),
+                                         ("adversarial_weight", float("inf"))])
+def test_a_negative_or_non_finite_loss_weight_is_refused_naming_it(content, name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be a finite number >= 0. Received: {name}={value}"):
+        _srgan(content, **{name: value})

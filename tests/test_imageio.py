@@ -1,12 +1,16 @@
-"""sr_keras.imageio: the one extension list, the 16-bit rule, EXIF orientation, atomic writes, PngStream."""
+"""sr_keras.imageio: the one extension list, the 16-bit rule, EXIF orientation, atomic writes, PngStream,
+refusals (decompression bombs, floating point) and one-line reasons."""
 import io
 import os
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from sr_keras import imageio
+from sr_keras import errors, imageio
 from sr_keras.errors import UserError
 
 
@@ -120,3 +124,59 @@ def test_png_stream_round_trips_through_pillow(channels, dtype):
         im.load()
         assert im.info["icc_profile"] == b"fake profile"
         np.testing.assert_array_equal(np.asarray(im).astype(dtype), pixels)
+
+
+# ---------------------------------------------------------------- refusals: bombs, floating point, names
+
+def _png_header_only(path, width, height):
+    """A valid PNG signature and IHDR claiming width x height RGB, with a few bytes of pixel data."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("reader", [imageio.check_header, imageio.read_image, imageio.read_rgb])
+def test_decompression_bomb_header_is_refused_naming_the_file(tmp_path, reader):
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 60000, 60000)
+    with pytest.raises(UserError, match=r"^cannot read image '.*bomb\.png': its header claims 3,600,000,000 "
+                                        r"pixels, over the limit of 89,478,485"):
+        reader(bomb)
+
+
+def test_pixels_over_the_limit_are_refused_where_pillow_only_warns(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "big.png")  # 144 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow warns above 100 and raises above 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may escape either: it is the one-line error
+        with pytest.raises(UserError, match=r"big\.png': its header claims 144 pixels, over the limit of 100"):
+            imageio.read_rgb(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # the documented way to allow any size
+    assert imageio.read_rgb(tmp_path / "big.png").shape == (12, 12, 3)
+
+
+def test_floating_point_images_are_refused_not_read_as_black(tmp_path):
+    import tifffile  # scikit-image's dependency
+
+    ramp = np.linspace(0.0, 1.0, 8 * 10 * 3, dtype=np.float32).reshape(8, 10, 3)
+    Image.fromarray(ramp[..., 0], "F").save(tmp_path / "grey_f.tif")  # Pillow opens it as mode F
+    tifffile.imwrite(tmp_path / "rgb_f32.tif", ramp, photometric="rgb")  # Pillow cannot identify float RGB
+    tifffile.imwrite(tmp_path / "rgb_f16.tif", ramp.astype(np.float16), photometric="rgb")
+    for name in ("grey_f.tif", "rgb_f32.tif", "rgb_f16.tif"):
+        for reader in (imageio.check_header, imageio.read_image, imageio.read_rgb):
+            with pytest.raises(UserError, match=rf"'[^']*{name}': floating-point pixels are not supported"):
+                reader(tmp_path / name)
+    # the same picture as integers is read
+    tifffile.imwrite(tmp_path / "rgb_u8.tif", (ramp * 255).astype(np.uint8), photometric="rgb")
+    assert imageio.read_rgb(tmp_path / "rgb_u8.tif")[7, 9, 2] == 255
+
+
+def test_a_newline_in_a_file_name_is_escaped_in_the_reason_not_cut():
+    path = "/no/such/odd\nname.png"
+    reason = errors.first_line(FileNotFoundError(f"cannot open {path} for reading"), path)
+    assert reason == "cannot open /no/such/odd\\nname.png for reading"
+    assert errors.first_line(ValueError("first\nsecond")) == "first"  # other lines are still cut
+    assert errors.one_line("a\tb\nc\u2028d\x1be") == "a\\tb\\nc\\u2028d\\x1be"

@@ -97,27 +97,54 @@ def test_generator_config_comes_from_generator_json_or_is_none(tmp_path):
         load_generator_config(tmp_path / "exp")
 
 
+def _upscales(s, channels=3):
+    """An image function that repeats each pixel s x s times (and keeps `channels` channels)."""
+    return lambda x: np.repeat(np.repeat(x, s, axis=1), s, axis=2)[..., :1].repeat(channels, axis=3)
+
+
 def _returns(shape):
     return lambda x: np.zeros(shape, np.float32)
 
 
-@pytest.mark.parametrize("fn,scale", [(_returns((1, 16, 16, 3)), 2), (_returns((1, 24, 24, 3)), 3),
-                                      (_returns((1, 32, 32, 3)), 4), (lambda x: x, 1)])
+@pytest.mark.parametrize("fn,scale", [(_upscales(2), 2), (_upscales(3), 3), (_upscales(4), 4), (lambda x: x, 1)])
 def test_probe_scale_reads_the_integer_factor(fn, scale):
     assert probe_scale(fn, "--model", "m") == scale
 
 
-@pytest.mark.parametrize("fn,shape", [
-    (_returns((1, 16, 16, 1)), (16, 16, 1)),
-    (_returns((1, 12, 12, 3)), (12, 12, 3)),  # x1.5 is no integer factor
-    (_returns((1, 16, 8, 3)), (16, 8, 3)),
-    (_returns((1, 4, 4, 3)), (4, 4, 3)),
-    (_returns((16, 16, 3)), (16, 3)),
+def test_probe_scale_refuses_another_channel_count():
+    with pytest.raises(UserError) as e:
+        probe_scale(_upscales(2, channels=1), "--model", "path/m.keras")
+    assert str(e.value) == "--model 'path/m.keras' is not an RGB upscaler: an 8x8 image came back (16, 16, 1)"
+
+
+@pytest.mark.parametrize("fn,seen", [
+    (_returns((1, 12, 12, 3)), "8x8 -> 12x12 and 8x12 -> 12x12; a fixed output size"),
+    (lambda x: np.zeros((1, 12, x.shape[2] * 3 // 2, 3)), "8x8 -> 12x12 and 8x12 -> 12x18"),  # x1.5
+    (lambda x: np.zeros((1, 2 * x.shape[2], 2 * x.shape[1], 3)), "8x8 -> 16x16 and 8x12 -> 24x16"),  # transposed
+    (_returns((1, 4, 4, 3)), "8x8 -> 4x4 and 8x12 -> 4x4; a fixed output size"),
+    (_returns((1, 64, 64, 3)), "8x8 -> 64x64 and 8x12 -> 64x64; a fixed output size"),  # x8 only for 8x8
 ])
-def test_probe_scale_refuses_what_is_not_an_rgb_upscaler(fn, shape):
+def test_probe_scale_refuses_what_is_not_an_integer_upscaler(fn, seen):
     with pytest.raises(UserError) as e:
         probe_scale(fn, "--model", "path/m.keras")
-    assert str(e.value) == f"--model 'path/m.keras' is not an RGB upscaler: an 8x8 image came back {shape}"
+    assert str(e.value) == f"--model 'path/m.keras' is not an upscaler at an integer scale: {seen}"
+
+
+@pytest.mark.parametrize("fn,shown", [(_returns((1, 10)), "[N, 10]"), (_returns((16, 16, 3)), "[N, 16, 3]"),
+                                      (_returns((2, 16, 16, 3)), "[N, 16, 16, 3]")])
+def test_probe_scale_names_a_model_that_returns_no_image_batch(fn, shown):
+    # a classifier's logits, an unbatched image, two images for one: none is an image-to-image model
+    with pytest.raises(UserError) as e:
+        probe_scale(fn, "--model", "cls.keras")
+    assert str(e.value) == f"--model 'cls.keras': not an image-to-image model (its output is {shown})"
+
+
+def test_probe_scale_lets_a_refusal_of_the_model_through():
+    def refuses(x):
+        raise UserError("--model 'nan.keras': model output is not finite (NaN or inf); nothing is written")
+
+    with pytest.raises(UserError, match=r"^--model 'nan.keras': model output is not finite"):
+        probe_scale(refuses, "--model", "nan.keras")
 
 
 def test_probe_scale_names_the_model_when_it_fails_on_the_input():

@@ -194,3 +194,9 @@ def test_unloadable_weights_file_is_user_error(tmp_path):
     bad.write_bytes(b"not an hdf5 file")
     with pytest.raises(UserError, match="^" + re.escape(f"--vgg-weights {bad}: cannot load VGG19 (no top) weights")):
         losses.VGGContentLoss(weights=str(bad))
+
+
+@pytest.mark.parametrize("scale", [-0.006, float("nan")])
+def test_a_negative_or_nan_content_scale_is_refused_naming_the_flag(scale):
+    with pytest.raises(UserError, match=f"^--content-scale {scale}: must be a finite number >= 0"):
+        losses.VGGContentLoss(weights="random", scale=scale)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -146,7 +147,9 @@ def test_bad_run_folders_fail_before_training(div2k, tmp_path, capsys, case):
         word = str(tmp_path / "model")
     else:
         os.makedirs(tmp_path / "run" / "checkpoints")
-        (tmp_path / "run" / "checkpoints" / "checkpoint.json").write_text(json.dumps({"epoch": 5}))
+        state = {"epoch": 5, "last": "last-e0005.weights.h5", "config": {}}
+        (tmp_path / "run" / "checkpoints" / "checkpoint.json").write_text(json.dumps(state))
+        h5py.File(tmp_path / "run" / "checkpoints" / state["last"], "w").close()
         word = "--resume"
     with pytest.raises(SystemExit) as exit_info:
         train_srresnet.main(small_args(div2k, tmp_path, *extra))
@@ -170,7 +173,7 @@ def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
     assert (args.epochs, args.bicubic_skip, args.fresh) == (3, False, True)  # a second demo run starts over
     assert not cli.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
     assert not cli.parse_args(parser, [], train_srresnet.PRESETS).fresh
-    help_text = parser.format_help()
+    help_text = " ".join(parser.format_help().split())  # as read, whatever the terminal's line wrapping
     for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images",
                  "--fresh"):
         assert flag in help_text

@@ -1,15 +1,26 @@
 """upscale.py: modes kept (RGB, RGBA, grey, 16-bit grey, palette), seamless tiles, bad files skipped by name,
 models by name from any working directory; output options (--ext, --outscale, -o, --skip-existing, ICC/EXIF,
---batch-tiles)."""
+--batch-tiles); hostile inputs (a 1x1 picture, out of memory, a full disk, an output under a file, a newline
+in a name, SIGTERM while writing)."""
+import errno
+import io
+import os
+import signal
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
+from process_helpers import lines_until
 
 from sr_keras import models
 from sr_keras.cli import upscale
 from sr_keras.inference import load_upscaler, upscale_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +223,163 @@ def test_bad_output_choices_give_one_line(tmp_path, model_path, photo, capsys, a
     code, _, err = run(["--model", model_path] + [a.format(tmp=tmp_path, img=img) for a in argv], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle.format(tmp=tmp_path)}")
+
+
+# ---------------------------------------------------------------- hostile inputs: one line per file, the rest written
+
+@pytest.fixture(scope="module")
+def skip_model_path(tmp_path_factory):
+    """A tiny x4 model with a bicubic skip: its symmetric 2-pixel padding cannot take a 1-pixel side."""
+    keras.utils.set_random_seed(3)
+    path = tmp_path_factory.mktemp("skip") / "skip_x4.keras"
+    models.srresnet(4, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True).save(path)
+    return str(path)
+
+
+def _error_lines(err):
+    return [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("error")]
+
+
+def test_one_pixel_image_is_named_and_the_good_one_after_it_is_written(tmp_path, skip_model_path, photo, capsys):
+    src = tmp_path / "mixed"
+    src.mkdir()
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(src / "a_one.png")
+    Image.fromarray(photo[:40, :56]).save(src / "b_good.png")
+    Image.fromarray(photo[:1, :30]).save(src / "c_thin.png")  # 1 pixel high
+    code, _, err = run(["--model", skip_model_path, str(src), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = _error_lines(err)
+    assert f"'{src / 'a_one.png'}': the model cannot upscale this 1x1 image (paddings must be" in lines[0]
+    assert f"'{src / 'c_thin.png'}': the model cannot upscale this 30x1 image" in lines[1]
+    assert lines[2] == (f"error: 2 input(s) failed: '{src / 'a_one.png'}', '{src / 'c_thin.png'}' (reasons above); "
+                        "the other 1 were written")
+    assert os.listdir(tmp_path / "o") == ["b_good_x4.png"]
+    assert Image.open(tmp_path / "o" / "b_good_x4.png").size == (224, 160)
+
+
+@pytest.mark.parametrize("flag,target", [("--out", "afile/sub"), ("-o", "afile/sub.png")])
+def test_an_output_under_a_file_fails_before_the_model_is_loaded(tmp_path, model_path, photo, capsys, monkeypatch,
+                                                                 flag, target):
+    from sr_keras import inference
+
+    def no_loading(*args, **kwargs):
+        pytest.fail("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(inference, "load_upscaler", no_loading)
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    (tmp_path / "afile").write_text("a regular file")
+    code, _, err = run(["--model", model_path, str(tmp_path / "in.png"), flag, str(tmp_path / target)], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {flag} {tmp_path / target}: cannot write there "
+                                        f"({tmp_path / 'afile'} is a file, not a folder)"]
+
+
+def test_out_of_memory_on_one_picture_is_one_line_and_the_others_are_written(tmp_path, model_path, photo, capsys,
+                                                                             monkeypatch):
+    import tensorflow as tf
+
+    from sr_keras.inference import Upscaler
+
+    real = Upscaler.batch
+
+    def small_memory(self, lrs):  # as a device that cannot hold more than 1000 LR pixels per call
+        if lrs.shape[1] * lrs.shape[2] > 1000:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        return real(self, lrs)
+
+    monkeypatch.setattr(Upscaler, "batch", small_memory)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo).save(src / "big.png")  # 60x80 in one tile: 4800 pixels
+    Image.fromarray(photo[:20, :20]).save(src / "small.png")
+    code, _, err = run(["--model", model_path, str(src), "--out", str(tmp_path / "o"), "--tile", "0"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert _error_lines(err)[0] == (f"error: out of memory on '{src / 'big.png'}' (80x60): use a smaller --tile, "
+                                    "--tile-memory or --batch-tiles (skipped)")
+    assert os.listdir(tmp_path / "o") == ["small_x2.png"]
+
+
+class _FullDisk(io.FileIO):
+    """A file on a full disk: the first write puts a few bytes down, then fails with ENOSPC."""
+
+    def write(self, data):
+        super().write(bytes(data)[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_reported_once_and_leaves_no_temporary_file(tmp_path, model_path, photo, capsys,
+                                                                  monkeypatch):
+    from sr_keras import upscaling
+
+    monkeypatch.setattr(upscaling, "open", lambda path, mode: _FullDisk(path, "w"), raising=False)
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(photo[:20, :20]).save(src / name)
+    code, _, err = run(["--model", model_path, str(src), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert _error_lines(err) == [f"error: cannot write '{tmp_path / 'o' / 'a_x2.png'}': No space left on device; "
+                                 "stopped with 0 image(s) written"]
+    assert os.listdir(tmp_path / "o") == []
+
+
+def test_format_size_limits_are_per_file_errors(tmp_path, model_path, photo, capsys):
+    Image.fromarray(photo[:20, :20]).save(tmp_path / "in.png")
+    code, _, err = run(["--model", model_path, str(tmp_path / "in.png"), "--out", str(tmp_path / "o"),
+                        "--ext", "webp", "--outscale", "1000"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert _error_lines(err)[0] == (f"error: '{tmp_path / 'in.png'}' would become 20000x20000, over WEBP's largest "
+                                    "side of 16383 pixels: use a smaller --outscale or another --ext (skipped)")
+
+
+def test_a_newline_in_a_file_name_does_not_split_the_error_line(tmp_path, model_path, photo, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "odd\nname.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    Image.fromarray(photo[:20, :20]).save(src / "good.png")
+    code, _, err = run(["--model", model_path, str(src), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    lines = err.replace("\r", "\n").splitlines()
+    assert not any(ln.startswith("name.png") for ln in lines)
+    escaped = str(src / "odd\\nname.png")
+    assert f"error: cannot read image '{escaped}': " in _error_lines(err)[0]
+    assert _error_lines(err)[1] == f"error: 1 input(s) failed: '{escaped}' (reasons above); the other 1 were written"
+
+
+SLOW_UPSCALE = """
+import sys
+from sr_keras import upscaling
+from sr_keras.cli import upscale
+
+real = upscaling.upscale_pixels
+
+
+def slow(*args, **kwargs):  # a model slow enough to be stopped while it writes
+    for row, band in real(*args, **kwargs):
+        yield row, band
+        print("band written", flush=True)
+        sys.stdin.readline()  # blocks until the test's SIGTERM ends it
+
+
+upscaling.upscale_pixels = slow
+upscale.main(sys.argv[1:])
+"""
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path, model_path, photo):
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_UPSCALE, "--model", model_path, str(tmp_path / "in.png"),
+                             "--out", str(out), "--tile", "16"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines_until(proc, "band written", timeout_s=240)
+        assert [n for n in os.listdir(out) if n.startswith(".")]  # the partial output exists now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert "Traceback" not in err and err.rstrip().endswith("terminated")
+    assert os.listdir(out) == []

@@ -4,6 +4,7 @@ training flags live in sr_keras.cli.training_flags (re-exported here), and each 
 sr_keras.cli.<script> (train_srresnet, train_srgan, evaluate, upscale, export, interpolate), which the
 top-level scripts and the console scripts call."""
 import argparse
+import math
 import os
 import re
 import sys
@@ -34,9 +35,14 @@ def checked(convert, ok, expected):
     return parse
 
 
-positive_int = checked(int, lambda v: v > 0, "a positive integer")
-non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = checked(float, lambda v: v > 0, "a positive number")  # also refuses nan
+# Counts stop at 2**31 - 1: TensorFlow's int32 shapes and step counters (and no run needs more).
+INT_MAX = 2 ** 31 - 1
+SEED_MAX = 2 ** 32 - 1  # NumPy's seeds are 32-bit
+positive_int = checked(int, lambda v: 0 < v <= INT_MAX, "a positive integer")
+non_negative_int = checked(int, lambda v: 0 <= v <= INT_MAX, "an integer >= 0")
+seed_int = checked(int, lambda v: 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}] (2**32 - 1)")
+positive_float = checked(float, lambda v: 0 < v < math.inf, "a positive number")  # also refuses nan and inf
+non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
@@ -87,6 +93,7 @@ def hide_tensorflow_banner():
 from sr_keras.cli.training_flags import (  # noqa: E402
     REPORT_DEFAULTS, add_common_args, add_select_arg, generator_config, parse_args, resolve_paths, train_config)
 
-__all__ = ["HelpFormatter", "checked", "positive_int", "non_negative_int", "positive_float", "probability",
+__all__ = ["HelpFormatter", "checked", "INT_MAX", "SEED_MAX", "positive_int", "non_negative_int", "seed_int",
+           "positive_float", "non_negative_float", "probability",
            "hide_tensorflow_banner", "REPORT_DEFAULTS", "add_common_args", "add_select_arg", "parse_args",
            "resolve_paths", "train_config", "generator_config"]

@@ -2,14 +2,17 @@
 
 Convention (sr_keras.metrics): Y of BT.601 from uint8 RGB, `scale` border pixels cropped, PSNR with
 data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5); model outputs are rounded and clipped
-to uint8 before scoring. Writes results.json/.csv/.md, per_image.csv and figures/ under --out.
-The work is done by sr_keras.evaluation (scoring, pairs, result files) and sr_keras.figures.
+to uint8 before scoring. Writes results.json/.csv/.md, per_image.csv and figures/ under --out
+(checked for writability first). An image a model cannot take is named and left out of every row, the
+rest is scored, and the exit status is then 2. The work is done by sr_keras.evaluation (scoring,
+pairs, result files) and sr_keras.figures.
 """
 import argparse
 import os
 
 from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
 from sr_keras.errors import UserError, cli_entry
+from sr_keras.outputs import check_writable_folder
 
 figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
 
@@ -46,6 +49,9 @@ def parse_args(argv):
                    help="inference tile side in LR pixels (0 = whole image)")
     p.add_argument("--tile-overlap", type=non_negative_int, default=16,
                    help="LR pixels of context around each tile (raised to the model's receptive radius when larger)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
+                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
     a = p.parse_args(argv)
     if a.hr_dir is None and (a.lr_dir is not None or a.scale is not None):
         p.error("--lr-dir and --scale belong to folder mode: give --hr-dir too")
@@ -59,6 +65,7 @@ def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out '{args.out}' exists and is not a folder")
+    check_writable_folder(args.out, "--out")
     for run in args.logs:
         if not os.path.isdir(run):
             raise UserError(f"--logs '{run}' is not a folder: give a training run folder (its --out)")
@@ -77,8 +84,11 @@ def main(argv=None):
         names = evaluation.REPORT_TRACKS if args.track == "all" else (args.track,)
         tracks = [evaluation.Div2kTrack(args.data.replace("{track}", t), t, args.split) for t in names]
     options = evaluation.Options(protocol=args.protocol, figures=args.figures, tile=args.tile,
-                                 tile_overlap=args.tile_overlap, degrade=degrade)
-    md = evaluation.evaluate(tracks, models, args.out, options, logs=args.logs)
+                                 tile_overlap=args.tile_overlap, degrade=degrade, trust_model=args.trust_model)
+    md, failed = evaluation.evaluate(tracks, models, args.out, options, logs=args.logs)
     print(md, end="")
     print(f"results in {args.out}/ (results.json, results.csv, results.md, per_image.csv, figures/)")
+    if failed:
+        shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise UserError(f"{len(failed)} image(s) left out of the results: {shown} (reasons above)")
 

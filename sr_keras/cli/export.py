@@ -39,19 +39,18 @@ def default_out(model, fmt, fp16):
     return f"{name}{'_fp16' if fp16 else ''}.tflite" if fmt == "tflite" else f"{name}_savedmodel"
 
 
-def check_tflite_out(out):
-    """Refuse an --out that cannot take the .tflite file, before the (slow) conversion."""
-    if os.path.isdir(out):
+def check_out(out, fmt):
+    """Refuse an --out that cannot take the .tflite file or the export folder, before loading the model
+    and the (slow) conversion: one line naming --out as given."""
+    from sr_keras.outputs import check_writable_parent
+
+    if fmt == "tflite" and os.path.isdir(out):
         raise UserError(f"--out '{out}' is a folder: give a file path such as model.tflite")
-    folder = os.path.dirname(out) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".tmp-{os.getpid()}-write-check")
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise UserError(f"--out '{out}': cannot write in '{folder}': {e.strerror or e}") from e
+    if fmt == "savedmodel":
+        from sr_keras.export import check_export_dir  # imports TensorFlow: the banner is hidden by now
+
+        check_export_dir(out, "--out")
+    check_writable_parent(out, "--out", keep_folders=fmt == "tflite")  # export_model makes its own
 
 
 @cli_entry
@@ -62,13 +61,13 @@ def main(argv=None):
     path = resolve_model(args.model, "MODEL")
     out = args.out or default_out(args.model, args.format, args.fp16)
     if args.format == "tflite":
-        check_tflite_out(out)
+        check_out(out, args.format)
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
-    from sr_keras.export import check_export_dir, export_model
+    from sr_keras.export import export_model
     from sr_keras.loading import load_keras_model
 
     if args.format == "savedmodel":
-        check_export_dir(out)
+        check_out(out, args.format)
     model = load_keras_model(path, "MODEL")
     if args.format == "tflite":
         from sr_keras.tflite import export_tflite

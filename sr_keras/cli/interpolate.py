@@ -30,14 +30,17 @@ def parse_args(argv):
 
 
 def check_out(out):
-    """Refuse an --out that export_model would refuse, before the (slow) loading of A and B."""
+    """Refuse an --out that export_model would refuse or could not write, before the (slow) loading of A
+    and B."""
     from sr_keras.export import is_export
+    from sr_keras.outputs import check_writable_parent
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out '{out}' is a file, not a folder: give a new or empty folder, or a previous export")
     if os.path.isdir(out) and os.listdir(out) and not is_export(out):
         raise UserError(f"--out '{out}' is not empty and holds no previous export; refusing to overwrite its "
                         "files: give a new or empty folder")
+    check_writable_parent(out, "--out", keep_folders=False)  # export_model makes them
 
 
 @cli_entry

@@ -56,6 +56,9 @@ def build_parser():
         help="start G from a train_srresnet.py export folder (its model.keras), a .keras, a SavedModel folder "
              "or a .weights.h5 (Ledig et al.; ESRGAN: the PSNR-oriented RRDBNet); default: from scratch, as the "
              "report's code. Architecture flags must match it. --resume takes precedence")
+    add("--trust-model", action="store_true",
+        help="with --init-generator, load a SavedModel folder without model.keras even when its graph runs more "
+             "than tensor math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
     add("--gan", choices=GAN_TYPES, default="standard",
         help="adversarial losses: standard (SRGAN: D(x) = sigmoid(C(x))) or relativistic (ESRGAN's relativistic "
              "average GAN: sigmoid(C(x_r) - E[C(x_f)]), both terms in G's loss)")
@@ -72,19 +75,24 @@ def build_parser():
         help="features after the layer's ReLU (SRGAN) or before it (ESRGAN; a conv layer)")
     add("--content-criterion", choices=CONTENT_CRITERIA, default="mse",
         help="feature distance: mse (SRGAN) or l1 (ESRGAN's code)")
-    add("--content-scale", type=float, default=0.006, help="factor on the feature distance (the report's code)")
+    add("--content-scale", type=cli.non_negative_float, default=0.006,
+        help="factor on the feature distance (the report's code; finite, >= 0)")
     add("--pixel-loss", choices=tuple(PIXEL_LOSSES), default="mse", help="pixel loss: mse (SRGAN) or l1 (ESRGAN)")
-    add("--pixel-weight", type=float, default=2.0, help="weight of the pixel loss in G's loss")
-    add("--content-weight", type=float, default=1.0, help="weight of the content loss in G's loss")
-    add("--adversarial-weight", type=float, default=0.005, help="weight of the adversarial loss in G's loss")
+    add("--pixel-weight", type=cli.non_negative_float, default=2.0,
+        help="weight of the pixel loss in G's loss (finite, >= 0)")
+    add("--content-weight", type=cli.non_negative_float, default=1.0,
+        help="weight of the content loss in G's loss (finite, >= 0)")
+    add("--adversarial-weight", type=cli.non_negative_float, default=0.005,
+        help="weight of the adversarial loss in G's loss (finite, >= 0)")
     return parser
 
 
 def check_crop(hr_crop, scale, discriminator):
-    """The HR crop side the discriminator sees (the pipeline rounds --hr-crop down to a multiple of the scale)."""
-    hr_size = hr_crop // scale * scale
-    if hr_size < 16:
-        raise UserError(f"--hr-crop {hr_crop}: the discriminator needs HR crops of at least 16 pixels")
+    """The HR crop side the discriminator sees (the pipeline rounds --hr-crop down to a multiple of the scale).
+    It is at least 16 pixels, the report discriminator's least, as training.check_hr_crop's minimum is."""
+    from sr_keras.training import check_hr_crop
+
+    hr_size = check_hr_crop(hr_crop, scale)
     if discriminator == "vgg" and hr_size % 32:
         rounded = f" ({hr_size} after rounding down to a multiple of x{scale})" if hr_size != hr_crop else ""
         raise UserError(f"--hr-crop {hr_crop}: --discriminator vgg needs an HR crop divisible by 32{rounded}, "
@@ -95,25 +103,32 @@ def check_crop(hr_crop, scale, discriminator):
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, distribute, gan, loading, losses, runs, training
-    from sr_keras.export import check_export_dir
-    from sr_keras.models import count_trainable
+    from sr_keras import data, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
     train = cli.train_config(args)
     generator_config = cli.generator_config(args, data.scale_of(train.track))
+    hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
+    created = training.check_outputs(train)
+    with training.holding_run_folder(train, created):
+        _train(args, train, generator_config, hr_size)
+
+
+def _train(flags, train, generator_config, hr_size):
+    """The run, from its checked flags, while this process holds the run folder."""
+    from sr_keras import distribute, gan, loading, losses, runs, training
+    from sr_keras.models import count_trainable
+
     scale = generator_config.scale
-    hr_size = check_crop(train.hr_crop, scale, args.discriminator)
-    check_export_dir(train.export)
     config = runs.resume_config("srgan", generator_config, train.precision, hr_crop=train.hr_crop, ema=train.ema,
                                 degradation=train.degradation,
-                                **{name: getattr(args, name) for name in LOSS_FLAGS})
+                                **{name: getattr(flags, name) for name in LOSS_FLAGS})
     state = runs.prepare_run(train, config)
-    if args.init_generator and not state:
+    if flags.init_generator and not state:
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
-            loading.resolve_model(args.init_generator, flag="--init-generator")
+            loading.resolve_model(flags.init_generator, flag="--init-generator")
         except UserError as e:
-            hint = f"; run `{HINTS[args.preset]}` first" if args.preset in HINTS else ""
+            hint = f"; run `{HINTS[flags.preset]}` first" if flags.preset in HINTS else ""
             raise UserError(f"{e}{hint}") from None
     start = state.epoch if state else 0
     distribute.seed_everything(train.seed)
@@ -122,27 +137,27 @@ def main(argv=None):
 
     with strategy.scope():
         # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
-        content = losses.VGGContentLoss(layer=args.content_layer, scale=args.content_scale,
-                                        input_mode=args.content_input, weights=args.vgg_weights,
-                                        activation=args.content_activation, criterion=args.content_criterion)
+        content = losses.VGGContentLoss(layer=flags.content_layer, scale=flags.content_scale,
+                                        input_mode=flags.content_input, weights=flags.vgg_weights,
+                                        activation=flags.content_activation, criterion=flags.content_criterion)
     train_ds, val_ds = training.datasets(train, start)
 
     with strategy.scope():
         generator = training.make_generator(generator_config)
-        if args.init_generator and not state:
-            gan.load_init_generator(generator, args.init_generator, generator_config)
-            print(f"generator initialised from {args.init_generator}")
+        if flags.init_generator and not state:
+            gan.load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
+            print(f"generator initialised from {flags.init_generator}")
         model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=train.lr,
-                                        pixel_weight=args.pixel_weight, content_weight=args.content_weight,
-                                        adversarial_weight=args.adversarial_weight, jit=train.jit, gan=args.gan,
-                                        discriminator=args.discriminator, pixel_loss=args.pixel_loss, ema=train.ema)
+                                        pixel_weight=flags.pixel_weight, content_weight=flags.content_weight,
+                                        adversarial_weight=flags.adversarial_weight, jit=train.jit, gan=flags.gan,
+                                        discriminator=flags.discriminator, pixel_loss=flags.pixel_loss, ema=train.ema)
         if state:
             runs.restore(model, train.out, state)
-            note = f"; --init-generator {args.init_generator} ignored" if args.init_generator else ""
+            note = f"; --init-generator {flags.init_generator} ignored" if flags.init_generator else ""
             print(f"resuming {train.out} after epoch {start} (G step {int(model.g_optimizer.iterations)}, "
                   f"D step {int(model.d_optimizer.iterations)}){note}")
-    print(f"{'ESRGAN' if args.gan == 'relativistic' else 'SRGAN'} x{scale}: G ({generator_config.arch}) "
-          f"{count_trainable(generator):,} and D ({args.discriminator}) {count_trainable(model.discriminator):,} "
+    print(f"{'ESRGAN' if flags.gan == 'relativistic' else 'SRGAN'} x{scale}: G ({generator_config.arch}) "
+          f"{count_trainable(generator):,} and D ({flags.discriminator}) {count_trainable(model.discriminator):,} "
           f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {train.out}")
 
     chief = distribute.is_chief(strategy)

@@ -45,6 +45,10 @@ def build_parser():
                         help="start from all the weights of a trained generator of the same scale and architecture "
                              "(a model name, export folder or .keras file), e.g. to fine-tune it with "
                              "--degradation realistic; --resume takes precedence")
+    parser.add_argument("--trust-model", action="store_true",
+                        help="with --init-generator, load a SavedModel folder without model.keras even when its "
+                             "graph runs more than tensor math (docs/reliability.md, Security): only for "
+                             "SavedModels you wrote yourself")
     # validation is clean bicubic LR: with --degradation, "last" exports the most adapted generator
     cli.add_select_arg(parser)
     return parser
@@ -53,21 +57,29 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, distribute, loading, runs, training
-    from sr_keras.export import check_export_dir
-    from sr_keras.models import count_trainable
+    from sr_keras import data, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
     train = cli.train_config(args)
     generator_config = cli.generator_config(args, data.scale_of(train.track))
+    training.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and args.init_generator:
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
     if args.init_generator:  # a path or a model name: resolved now, before any slow work
         loading.resolve_model(args.init_generator, flag="--init-generator")
-    check_export_dir(train.export)
-    config = runs.resume_config("srresnet", generator_config, train.precision, loss=args.loss, ema=train.ema,
+    created = training.check_outputs(train)
+    with training.holding_run_folder(train, created):
+        _train(args, train, generator_config)
+
+
+def _train(flags, train, generator_config):
+    """The run, from its checked flags, while this process holds the run folder."""
+    from sr_keras import distribute, runs, training
+    from sr_keras.models import count_trainable
+
+    config = runs.resume_config("srresnet", generator_config, train.precision, loss=flags.loss, ema=train.ema,
                                 degradation=train.degradation)
     state = runs.prepare_run(train, config)
     start = state.epoch if state else 0
@@ -78,19 +90,19 @@ def main(argv=None):
     train_ds, val_ds = training.datasets(train, start)
 
     with strategy.scope():
-        trainer, generator = training.build_srresnet_trainer(generator_config, lr=train.lr, loss=args.loss,
+        trainer, generator = training.build_srresnet_trainer(generator_config, lr=train.lr, loss=flags.loss,
                                                              jit=train.jit, ema=train.ema)
         if state:
             runs.restore(trainer, train.out, state)
             print(f"resuming {train.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
-        elif args.init_trunk:
-            copied = training.init_trunk(generator, args.init_trunk)
-            print(f"trunk initialised from {args.init_trunk} ({copied} layers)")
-        elif args.init_generator:
+        elif flags.init_trunk:
+            copied = training.init_trunk(generator, flags.init_trunk)
+            print(f"trunk initialised from {flags.init_trunk} ({copied} layers)")
+        elif flags.init_generator:
             from sr_keras.gan import load_init_generator
 
-            load_init_generator(generator, args.init_generator, generator_config)
-            print(f"generator initialised from {args.init_generator}")
+            load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
+            print(f"generator initialised from {flags.init_generator}")
     name = "RRDBNet" if generator_config.arch == "rrdbnet" else "SRResNet"
     print(f"{name} x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
           f"run folder {train.out}")

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 import os
 
-from sr_keras.cli import checked, non_negative_int, positive_float, positive_int, probability
+from sr_keras.cli import INT_MAX, checked, non_negative_int, positive_float, positive_int, probability, seed_int
 from sr_keras.degradations import PRESETS as DEGRADATION_PRESETS
 from sr_keras.config import LR_SCHEDULES, GeneratorConfig, SELECTIONS, TrainConfig
 from sr_keras.errors import UserError
@@ -13,9 +13,10 @@ from sr_keras.errors import UserError
 # residual blocks; ESRGAN: 23 RRDBs)
 GENERATORS = {"srresnet": "srresnet", "rrdb": "rrdbnet"}
 DEFAULT_BLOCKS = {"srresnet": 16, "rrdb": 23}
-milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda v: all(m > 0 for m in v),
+milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda v: all(0 < m <= INT_MAX for m in v),
                      "comma-separated positive epochs, e.g. 50,100,200,300")
 decay = checked(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), e.g. 0.999")
+test_count = checked(int, lambda v: -1 <= v <= INT_MAX, "an integer >= -1 (-1: all)")
 
 # The report's settings (section 4.5); train_srgan.py overrides the schedule and patience.
 REPORT_DEFAULTS = dict(
@@ -50,30 +51,34 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--track", default=d["track"], help="DIV2K track, e.g. bicubic_x4, unknown_x2 (sets the scale)")
     add("--data", default=d["data"],
         help="'tfds', a DIV2K-layout folder, a folder of HR images, or 'samples' (scikit-image photos)")
-    add("--batch-size", type=positive_int, default=d["batch_size"], help="global batch size")
+    add("--batch-size", type=positive_int, default=d["batch_size"], help="global batch size (>= 1)")
     add("--hr-crop", type=positive_int, default=d["hr_crop"],
-        help="HR training crop side in pixels (rounded down to a multiple of the scale)")
+        help="HR training crop side in pixels, rounded down to a multiple of the scale; at least 11 + 2 x scale "
+             "rounded up to a multiple of the scale (16 at x2, 18 at x3, 20 at x4, 32 at x8: SSIM's 11-pixel "
+             "window inside the scored border), and at most the smallest training image's side")
     add("--augment-p", type=probability, default=d["augment_p"],
-        help="probability of each augmentation (h-flip, v-flip, rot90 cw, rot90 ccw)")
+        help="probability of each augmentation (h-flip, v-flip, rot90 cw, rot90 ccw), in [0, 1]")
     add("--degradation", choices=tuple(DEGRADATION_PRESETS), default="bicubic",
         help="training LR: bicubic = the data's LR images; realistic = made from each HR crop with random "
              "blur, downscaling kernel, noise and JPEG; mild = the light noise and JPEG of phone photos, "
              "little blur (docs/degradations.md); validation stays bicubic")
-    add("--lr", type=positive_float, default=d["lr"], help="initial Adam learning rate")
+    add("--lr", type=positive_float, default=d["lr"], help="initial Adam learning rate (finite, > 0)")
     add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"],
         help="step: x--lr-decay-factor every --lr-decay-epochs; cosine: per-epoch cosine decay to 0 over --epochs; "
              "milestones: x--lr-decay-factor after each of --lr-milestones")
-    add("--lr-decay-epochs", type=positive_int, default=d["lr_decay_epochs"], help="step schedule period (epochs)")
+    add("--lr-decay-epochs", type=positive_int, default=d["lr_decay_epochs"],
+        help="step schedule period (epochs, >= 1)")
     add("--lr-decay-factor", type=positive_float, default=d["lr_decay_factor"],
-        help="step and milestones schedule factor")
+        help="step and milestones schedule factor (finite, > 0)")
     add("--lr-milestones", type=milestones, default=(), metavar="E1,E2,...",
         help="epochs after which the milestones schedule multiplies the rate by --lr-decay-factor")
-    add("--epochs", type=positive_int, default=d["epochs"], help="total epochs (also with --resume)")
-    add("--steps-per-epoch", type=positive_int, default=d["steps_per_epoch"], help="training steps per epoch")
+    add("--epochs", type=positive_int, default=d["epochs"], help="total epochs (also with --resume; 1 to 2**31 - 1)")
+    add("--steps-per-epoch", type=positive_int, default=d["steps_per_epoch"],
+        help="training steps per epoch (1 to 2**31 - 1)")
     add("--patience", type=positive_int, default=d["patience"],
-        help="early stopping: epochs without a better validation PSNR-Y")
-    add("--seed", type=int, default=d["seed"],
-        help="seed weights, data and ops for repeatable runs (enables TF op determinism)")
+        help="early stopping: epochs without a better validation PSNR-Y (>= 1)")
+    add("--seed", type=seed_int, default=d["seed"],
+        help="seed weights, data and ops for repeatable runs (enables TF op determinism; 0 to 2**32 - 1)")
     add("--out", default=d["out"], help="run folder for checkpoints and TensorBoard logs")
     add("--export", default=d["export"], help="folder for the exported best model (SavedModel + model.keras)")
     add("--resume", action="store_true", default=d["resume"],
@@ -84,19 +89,20 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--generator", choices=tuple(GENERATORS), default=d["generator"],
         help="srresnet: the report's SRResNet; rrdb: ESRGAN's RRDBNet (no BatchNorm, docs/esrgan.md)")
     add("--num-blocks", type=positive_int, default=d["num_blocks"],
-        help="generator residual blocks (srresnet) or RRDBs (rrdb); default: "
+        help="generator residual blocks (srresnet) or RRDBs (rrdb), >= 1; default: "
              + ", ".join(f"{n} for {g}" for g, n in DEFAULT_BLOCKS.items()))
-    add("--filters", type=positive_int, default=d["filters"], help="generator feature channels")
-    add("--growth", type=positive_int, default=d["growth"], help="channels each dense-block conv adds (rrdb only)")
+    add("--filters", type=positive_int, default=d["filters"], help="generator feature channels (>= 1)")
+    add("--growth", type=positive_int, default=d["growth"],
+        help="channels each dense-block conv adds (rrdb only; >= 1)")
     add("--batch-norm", action=argparse.BooleanOptionalAction, default=d["batch_norm"],
         help="BatchNorm in the generator's residual blocks (the report: on)")
     add("--bicubic-skip", action=argparse.BooleanOptionalAction, default=d["bicubic_skip"],
         help="add a bicubic upscale of the input to the generator's output (the report: off)")
     add("--val-images", type=non_negative_int, default=d["val_images"],
-        help="validate on the first N images of the validation split (0: all)")
+        help="validate on the first N images of the validation split (0: all; >= 0)")
     add("--panel-images", type=non_negative_int, default=d["panel_images"],
-        help="validation images shown in the TensorBoard panel each epoch")
-    add("--test-images", type=int, default=d["test_images"],
+        help="validation images shown in the TensorBoard panel each epoch (>= 0)")
+    add("--test-images", type=test_count, default=d["test_images"],
         help="at the end, score the export against bicubic on the first N test images (0: skip, -1: all)")
     add("--precision", choices=PRECISIONS, default=d["precision"],
         help="Keras dtype policy (--resume needs the run's own)")

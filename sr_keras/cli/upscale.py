@@ -5,7 +5,8 @@ tiles come out, so memory stays bounded (one tile's activations and one row of t
 image size. Grey images come back grey, RGBA keeps its alpha (upscaled with bicubic), 16-bit grey
 PNGs come back 16-bit; JPEG and WebP keep the ICC profile and EXIF. Outputs are written atomically,
 so --skip-existing can trust any output it finds. Files that cannot be read (or whose pixels the
-format cannot hold) are named and skipped; the exit status is then non-zero.
+format cannot hold, or the model cannot take) are named and skipped, the others written; the exit
+status is then 2. --out (or -o's folder) is checked for writability before the model is loaded.
 
     python upscale.py --model srresnet_x4 photo.jpg holidays/ --out upscaled/ --ext jpg --outscale 2
 """
@@ -14,7 +15,8 @@ import os
 import sys
 
 from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_float, positive_int
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.errors import UserError, cli_entry, one_line
+from sr_keras.outputs import check_writable_folder, check_writable_parent
 
 quality = checked(int, lambda v: 1 <= v <= 100, "an integer in [1, 100]")
 _OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
@@ -26,6 +28,9 @@ def parse_args(argv):
     p.add_argument("--model", required=True,
                    help="a model name (saved_models/ or $SR_KERAS_MODELS), a folder written by --export, "
                         "a .keras file, or a .tflite file written by export.py")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
+                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("--out", help="output folder (created if missing); or -o")
     p.add_argument("-o", dest="output", metavar="FILE",
@@ -91,19 +96,18 @@ def main(argv=None):
         raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
                         "give image files or folders that hold images")
     model = resolve_model(args.model, "--model")
+    if args.output is None:  # before the model is loaded: a place that cannot be written fails at once
+        check_writable_folder(args.out, "--out")
+    else:
+        check_writable_parent(args.output, "-o")
     for _, msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as e:
-        flag = "--out" if args.output is None else "-o"
-        raise UserError(f"cannot create {flag} '{args.out or args.output}': {e.strerror or e}") from e
+        print(f"error: {one_line(msg)}", file=sys.stderr)
 
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     from sr_keras.inference import load_upscaler
     from sr_keras.upscaling import upscale_files
 
-    upscaler = load_upscaler(model, "--model")
+    upscaler = load_upscaler(model, "--model", trust_model=args.trust_model)
     tiling = Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles)
     written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=args.output,
                                              skip_existing=args.skip_existing)

@@ -1,0 +1,303 @@
+"""sr_keras.model_safety and the loaders that use it: a SavedModel is checked before any of it runs.
+
+Hostile SavedModels are built here with plain TensorFlow, as an attacker would write them; each one
+that would touch the file system aims at a marker file in tmp_path, and the tests look for it.
+"""
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+import sr_keras
+from sr_keras import gan
+from sr_keras.cli import upscale as upscale_cli
+from sr_keras.config import GeneratorConfig
+from sr_keras.errors import UserError
+from sr_keras.export import export_model
+from sr_keras.inference import load_upscaler, receptive_radius, upscale_image
+from sr_keras.model_safety import ALLOWED_OPS, check_savedmodel
+
+IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+CONFIG = GeneratorConfig(4, num_blocks=1, filters=8)
+
+
+def _upscale4(images, kernel):
+    """x4 tensor math (conv + depth-to-space), uint8 in and out, as an export's signature."""
+    x = tf.cast(images, tf.float32) / 255.0
+    y = tf.nn.depth_to_space(tf.nn.conv2d(x, kernel, 1, "SAME"), 4)
+    return {"sr": tf.cast(tf.clip_by_value(tf.round(y * 255.0), 0, 255), tf.uint8)}
+
+
+def _save(module, path, serve):
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    return str(path)
+
+
+def _module(extra):
+    """A x4 upscaler whose signature also runs extra(images) first (the hostile part)."""
+
+    class Model(tf.Module):
+        def __init__(self):
+            self.k = tf.Variable(tf.fill([3, 3, 3, 48], 1.0 / 27.0))
+
+        @tf.function(input_signature=[IMAGES])
+        def serve(self, images):
+            extra(images)
+            return _upscale4(images, self.k)
+
+    return Model()
+
+
+@pytest.fixture
+def mark(tmp_path):
+    return str(tmp_path / "MARK")
+
+
+def writes(mark):
+    def extra(images):
+        tf.io.write_file(mark, "owned")
+
+    return extra
+
+
+def writes_in_a_branch(mark):
+    # the write sits in If's then_branch, a function reached only through a function-valued attribute
+    def write():
+        tf.io.write_file(mark, "owned")
+        return tf.constant(0)
+
+    def extra(images):
+        tf.cond(tf.reduce_sum(tf.cast(images, tf.int32)) >= 0, write, lambda: tf.constant(1))
+
+    return extra
+
+
+def calls_python(mark):
+    def touch(_):
+        open(mark, "w").close()
+        return np.int32(0)
+
+    def extra(images):
+        tf.py_function(touch, [images], tf.int32)
+
+    return extra
+
+
+def prints(mark):
+    def extra(images):  # formats its message first (StringFormat), then prints it to a file (PrintV2)
+        tf.print("hello", images[0, 0, 0], output_stream=f"file://{mark}")
+
+    return extra
+
+
+@pytest.mark.parametrize("extra,op", [(writes, "WriteFile"), (writes_in_a_branch, "WriteFile"),
+                                      (calls_python, "EagerPyFunc"), (prints, "StringFormat")])
+def test_a_savedmodel_whose_graph_reaches_outside_tensor_math_is_refused_before_it_runs(tmp_path, mark, extra, op):
+    path = _save(m := _module(extra(mark)), tmp_path / "evil_sm", m.serve)
+    for load in (lambda: load_upscaler(path), lambda: sr_keras.load(path),
+                 lambda: sr_keras.upscale(np.zeros((4, 4, 3), np.uint8), model=path),
+                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG)):
+        with pytest.raises(UserError) as e:
+            load()
+        text = str(e.value)
+        assert f"'{path}': refused: its serving graph runs {op}, outside the tensor-math allowlist" in text
+        assert "\n" not in text and not os.path.exists(mark)
+    assert "--trust-model" in str(pytest.raises(UserError, load_upscaler, path, "--model").value)
+    assert "trust_model=True" in str(pytest.raises(UserError, sr_keras.load, path).value)
+
+
+def test_the_refused_savedmodel_really_runs_its_code_when_trusted(tmp_path, mark):
+    # Guards the test above: the same fixture writes its file once the user vouches for it.
+    path = _save(m := _module(writes(mark)), tmp_path / "evil_sm", m.serve)
+    up = load_upscaler(path, trust_model=True)
+    assert up.scale == 4 and os.path.exists(mark)
+
+
+def test_code_that_would_run_while_loading_is_refused(tmp_path, mark):
+    # A resource's initialize function runs inside tf.saved_model.load, before any signature is called.
+    class Sneaky(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.HashTableV2(key_dtype=tf.string, value_dtype=tf.int64)
+
+        def _initialize(self):
+            return tf.io.write_file(mark, "owned")
+
+    m = _module(lambda images: images)
+    m.table = Sneaky()
+    path = _save(m, tmp_path / "loader_sm", m.serve)
+    with pytest.raises(UserError, match=r"refused: it holds a resource \(a table, queue or other state\) whose "
+                                        r"functions run while it loads"):
+        load_upscaler(path)
+    assert not os.path.exists(mark)
+    tf.saved_model.load(path)  # what the check prevented
+    assert os.path.exists(mark)
+
+
+def test_a_tf1_savedmodel_is_refused(tmp_path):
+    # TF1 models load by running a restore op and an init op of the model's choosing
+    proto = saved_model_pb2.SavedModel(meta_graphs=[meta_graph_pb2.MetaGraphDef()])
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "saved_model.pb").write_bytes(proto.SerializeToString())
+    with pytest.raises(UserError, match=r"^--model '.*v1': refused: it is a TF1 SavedModel"):
+        check_savedmodel(str(tmp_path / "v1"))
+    (tmp_path / "v1" / "saved_model.pb").write_bytes(b"\xff not a protocol buffer")
+    with pytest.raises(UserError, match=r"^--model '.*v1': saved_model.pb is not a SavedModel"):
+        check_savedmodel(str(tmp_path / "v1"))
+
+
+def test_a_classifier_savedmodel_is_refused_naming_its_output(tmp_path):
+    class Classifier(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(tf.ones([3, 10]))
+
+        @tf.function(input_signature=[IMAGES])
+        def serve(self, images):
+            return {"logits": tf.matmul(tf.reduce_mean(tf.cast(images, tf.float32), axis=[1, 2]), self.w)}
+
+    path = _save(c := Classifier(), tmp_path / "cls_sm", c.serve)
+    with pytest.raises(UserError) as e:
+        load_upscaler(path)
+    assert str(e.value) == f"--model '{path}': not an image-to-image model (its output is float32 [N, 10])"
+
+
+def test_a_foreign_keras_classifier_or_fixed_size_model_is_refused(tmp_path):
+    inp = keras.Input((None, None, 3))
+    classifier = keras.Model(inp, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(inp)))
+    classifier.save(tmp_path / "cls.keras")
+    with pytest.raises(UserError, match=r"'.*cls.keras': not an image-to-image model \(its output is \[N, 10\]\)$"):
+        load_upscaler(str(tmp_path / "cls.keras"))
+    fixed = keras.Model(inp, keras.layers.Resizing(64, 64)(inp))
+    fixed.save(tmp_path / "fixed.keras")
+    with pytest.raises(UserError, match=r"not an upscaler at an integer scale: 8x8 -> 64x64 and 8x12 -> 64x64; "
+                                        r"a fixed output size$"):
+        load_upscaler(str(tmp_path / "fixed.keras"))
+
+
+@pytest.fixture(scope="module")
+def sm_only(tmp_path_factory):
+    """One of our exports with model.keras removed: the SavedModel alone."""
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("safety")
+    generator = CONFIG.build()
+    export_model(generator, str(root / "export"), CONFIG)
+    shutil.copytree(root / "export", root / "sm_only")
+    os.remove(root / "sm_only" / "model.keras")
+    return generator, str(root / "sm_only")
+
+
+def test_our_own_savedmodel_only_export_passes_the_check_and_upscales(sm_only):
+    generator, path = sm_only
+    lr = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    want = np.clip(np.round(generator(lr[None] / 255.0).numpy()[0] * 255), 0, 255)
+    for up in (load_upscaler(path), load_upscaler(path, trust_model=True), sr_keras.load(path)):
+        assert up.scale == 4 and np.abs(up(lr).astype(int) - want).max() <= 1
+    for trust in (False, True):
+        assert np.abs(sr_keras.upscale(lr, model=path, tile=0, trust_model=trust).astype(int) - want).max() <= 1
+
+
+def test_the_allowlist_holds_every_op_of_our_exports():
+    # The op set of exports of both architectures (with BatchNorm, bicubic skip, PixelShuffle) as
+    # listed by a SavedModel dump; the export test above loads one for real.
+    ours = {"AddV2", "BiasAdd", "Cast", "ConcatV2", "Const", "Conv2D", "Conv2DBackpropInput", "DepthToSpace",
+            "DepthwiseConv2dNative", "ExpandDims", "Identity", "LeakyRelu", "Maximum", "Minimum", "MirrorPad", "Mul",
+            "Neg", "NoOp", "Pack", "ReadVariableOp", "RealDiv", "Relu", "Reshape", "ReverseV2", "Round", "Rsqrt",
+            "Shape", "Squeeze", "StatefulPartitionedCall", "StridedSlice", "Sub", "Tile", "Transpose"}
+    assert ours <= ALLOWED_OPS
+    assert not {"WriteFile", "ReadFile", "PyFunc", "EagerPyFunc", "PrintV2", "VarHandleOp", "HashTableV2",
+                "SaveV2", "RestoreV2", "MatchingFiles", "AssignVariableOp", "ImmutableConst"} & ALLOWED_OPS
+
+
+def test_tiles_through_a_savedmodel_only_export_are_seamless(sm_only):
+    generator, path = sm_only
+    up = load_upscaler(path)
+    # the probe's reach (rounded out to whole LR pixels, plus one) covers the layer graph's exact radius:
+    # head 9x9 (4) + one block's two 3x3 (2) + body 3x3 (1) + up convs (1 + 1/2) + tail 9x9 at x4 (1) = 10
+    assert receptive_radius(generator) == 10 and 10 <= up.radius <= 12 and not up.whole_image
+    lr = np.random.default_rng(1).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    whole = upscale_image(up, lr, tile=0)
+    np.testing.assert_array_equal(upscale_image(up, lr, tile=8, overlap=0), whole)  # margin = the measured radius
+    up.radius = 2
+    assert (upscale_image(up, lr, tile=8, overlap=0) != whole).any()  # a margin below it shows seams
+
+
+def test_a_savedmodel_reaching_past_the_probe_runs_whole_images(tmp_path):
+    class Global(tf.Module):  # every output pixel depends on the whole picture (its mean)
+        def __init__(self):
+            self.k = tf.Variable(tf.fill([1, 1, 3, 48], 1.0 / 3.0))
+
+        @tf.function(input_signature=[IMAGES])
+        def serve(self, images):
+            x = tf.cast(images, tf.float32) / 255.0
+            x = 0.5 * x + 0.5 * tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            y = tf.nn.depth_to_space(tf.nn.conv2d(x, self.k, 1, "SAME"), 4)
+            return {"sr": tf.cast(tf.clip_by_value(tf.round(y * 255.0), 0, 255), tf.uint8)}
+
+    path = _save(g := Global(), tmp_path / "global_sm", g.serve)
+    up = load_upscaler(path)
+    assert up.radius is None and up.whole_image
+    lr = np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(upscale_image(up, lr, tile=8), upscale_image(up, lr, tile=0))
+
+
+def _keras_x4(kernel_value):
+    inp = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(3, 1, use_bias=False)
+    model = keras.Model(inp, keras.layers.UpSampling2D(4)(conv(inp)))
+    conv.kernel.assign(np.full((1, 1, 3, 3), kernel_value, np.float32))
+    return model
+
+
+def test_non_finite_model_output_is_refused_not_written(tmp_path):
+    _keras_x4(np.nan).save(tmp_path / "nan.keras")
+    with pytest.raises(UserError) as e:
+        load_upscaler(str(tmp_path / "nan.keras"))
+    assert str(e.value) == (f"--model '{tmp_path / 'nan.keras'}': model output is not finite (NaN or inf); "
+                            "nothing is written")
+    # finite on the black probe image, inf on a bright one (3 x 1.0 x 3e38 overflows float32)
+    _keras_x4(3e38).save(tmp_path / "inf.keras")
+    up = load_upscaler(str(tmp_path / "inf.keras"))
+    bright = np.full((6, 6, 3), 255, np.uint8)
+    with pytest.raises(UserError, match=r"model output is not finite \(NaN or inf\)"):
+        upscale_image(up, bright, tile=0)
+    Image.fromarray(bright).save(tmp_path / "bright.png")
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--model", str(tmp_path / "inf.keras"), str(tmp_path / "bright.png"),
+                          "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and not [f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]
+
+
+def test_upscale_py_refuses_then_trust_model_runs_our_savedmodel(sm_only, tmp_path, capsys):
+    _, path = sm_only
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (8, 9, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    upscale_cli.main(["--model", path, "--trust-model", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")])
+    assert Image.open(tmp_path / "o" / "a_x4.png").size == (36, 32)
+    evil = _save(m := _module(writes(str(tmp_path / "MARK"))), tmp_path / "evil_sm", m.serve)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--model", evil, str(tmp_path / "a.png"), "--out", str(tmp_path / "o2")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith(f"error: --model '{evil}': refused: its serving graph runs "
+                                                    "WriteFile") and err.endswith("pass --trust-model if you wrote "
+                                                                                  "this model yourself")
+    assert not os.path.exists(tmp_path / "MARK") and not os.listdir(tmp_path / "o2")
+
+
+def test_init_generator_takes_a_checked_savedmodel_s_weights_by_name(sm_only):
+    source, path = sm_only
+    keras.utils.set_random_seed(1)
+    target = CONFIG.build()
+    assert not np.allclose(target.weights[0].numpy(), source.weights[0].numpy())
+    gan.load_init_generator(target, path, CONFIG)
+    for got, want in zip(target.weights, source.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    x2 = GeneratorConfig(2, num_blocks=1, filters=8)
+    with pytest.raises(UserError, match=r"is a x4 model but this run trains x2"):
+        gan.load_init_generator(x2.build(), path, x2)
+    two = GeneratorConfig(4, num_blocks=2, filters=8)
+    with pytest.raises(UserError, match=r"has another architecture \(--num-blocks 1 --filters 8 "):
+        gan.load_init_generator(two.build(), path, two)
