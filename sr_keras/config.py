@@ -211,7 +211,7 @@ class RunState:
         if values["epoch"] < 1:
             raise ValueError(f"'epoch' must be at least 1. Received: epoch={values['epoch']!r}")
         for key, kinds in _OPTIONAL_KEYS.items():
-            if key in values and not isinstance(values[key], kinds):
+            if key in values and (not isinstance(values[key], kinds) or isinstance(values[key], bool)):
                 raise ValueError(f"{key!r} has the wrong type. Received: {key}={values[key]!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
@@ -220,4 +220,5 @@ class RunState:
 # keys every checkpoint.json has (RunCheckpoint writes them all) and their JSON types
 _STATE_KEYS = {"epoch": int, "last": str, "config": dict}
 _KIND_NAMES = {int: "an integer", str: "a file name", dict: "an object"}
-_OPTIONAL_KEYS = {"best": (str, type(None)), "monitor": (str, type(None)), "callbacks": dict, "logs": dict}
+_OPTIONAL_KEYS = {"best": (str, type(None)), "monitor": (str, type(None)), "callbacks": dict, "logs": dict,
+                  "best_value": (int, float, type(None)), "best_epoch": (int, type(None)), "time": (int, float)}

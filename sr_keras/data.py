@@ -3,6 +3,7 @@
 The public face of the data side (docs/data.md):
   training_dataset   infinite seeded crops of the train split, resumable at any epoch;
   eval_dataset       full images of a split; eval_names their names, in the same order;
+  eval_pairs         the checked pairs behind eval_dataset, each read on its own (pairing.read_pair);
   scale_of, TRACKS, SPLITS, SAMPLE_SPLITS, CACHE_ENV.
 Behind it: sr_keras.sources (tfds, DIV2K folders, HR-only folders, samples -> pairs),
 sr_keras.pairing (the PAIRING RULE, checks, reading a pair with sr_keras.imageio),
@@ -14,12 +15,12 @@ import os
 import random
 import sys
 
-from sr_keras import degradations, imageio, pairing, pipeline, sources
+from sr_keras import degradations, pairing, pipeline, sources
 from sr_keras.errors import UserError
 from sr_keras.sources import SAMPLE_SPLITS, SPLITS, TRACKS, scale_of
 
 __all__ = ["CACHE_ENV", "CACHE_MEMORY_FRACTION", "SAMPLE_SPLITS", "SPLITS", "TRACKS", "eval_dataset",
-           "eval_names", "scale_of", "training_dataset"]
+           "eval_names", "eval_pairs", "scale_of", "training_dataset"]
 
 # Environment default for the decoded-image cache of training_dataset: "memory" or "none".
 CACHE_ENV = "SR_KERAS_DATA_CACHE"
@@ -27,13 +28,17 @@ CACHE_ENV = "SR_KERAS_DATA_CACHE"
 CACHE_MEMORY_FRACTION = 0.8
 
 
-def _check_files(pairs):
-    """imageio.check_header on every file of sources.Pair objects, before any is decoded: an unreadable
-    file, a decompression bomb or a floating-point image is a UserError naming it."""
-    for p in pairs:
-        for f in (p.hr, p.lr):
-            if isinstance(f, (str, os.PathLike)):
-                imageio.check_header(f)
+def eval_pairs(source, track, split, *, data_dir=None, manual_dir=None):
+    """The sources.Pair objects of eval_dataset, in its order, checked (pairing.check_pairs: headers,
+    decompression bombs, sizes) but not decoded: pairing.read_pair(pair, scale_of(track)) reads one.
+
+    Args:
+        source, track, split, data_dir, manual_dir: as eval_dataset's.
+    """
+    source, scale = os.fspath(source), scale_of(track)
+    pairs, label = sources.resolve(source, track, split, data_dir, manual_dir)
+    pairing.check_pairs(pairs, scale, label)
+    return pairs
 
 
 def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
@@ -42,11 +47,8 @@ def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
     split: "validation" (0801-0850), "test" (0851-0900) or "train" (0001-0800); other sources use the
     assignment in docs/data.md. HR is trimmed to scale x LR (PAIRING RULE). Files are checked here.
     """
-    source, scale = os.fspath(source), scale_of(track)
-    pairs, label = sources.resolve(source, track, split, data_dir, manual_dir)
-    _check_files(pairs)
-    pairing.check_pairs(pairs, scale, label)
-    return pipeline.eval_pipeline(pairs, scale)
+    pairs = eval_pairs(source, track, split, data_dir=data_dir, manual_dir=manual_dir)
+    return pipeline.eval_pipeline(pairs, scale_of(track))
 
 
 def eval_names(source, track, split, *, data_dir=None, manual_dir=None):
@@ -78,7 +80,6 @@ def _folder_images(source, track, scale, lr_crop, cache, hr_only):
     files are checked (and, with cache "memory", decoded once) here."""
     pairs, label = sources.resolve(source, track, "train", hr_only=hr_only)
     read = pipeline.read_hr if hr_only else pairing.read_pair
-    _check_files(pairs)
     pairing.check_pairs(pairs, scale, label)
     small = [p.name for p in pairs if min(p.lr_size) < lr_crop]
     if small:

@@ -1,9 +1,12 @@
 """Precision, tf.distribute strategy and seeding of a run, and the Keras plumbing that lets model.fit
 train under MultiWorkerMirroredStrategy."""
+import json
+import os
+
 import keras
 import tensorflow as tf
 
-from sr_keras.errors import UserError
+from sr_keras.errors import UserError, first_line
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -27,14 +30,38 @@ def strategy_from_flag(name):
     raise UserError(f"--strategy {name}: expected one of {', '.join(STRATEGIES)}")
 
 
+def _chief_rule(task_type, task_id, has_chief):
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
 def is_chief(strategy):
     """Whether this process writes checkpoints, logs and exports (worker 0 or the chief)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
-                                             and resolver.task_id == 0)
+    return _chief_rule(resolver.task_type, resolver.task_id, "chief" in resolver.cluster_spec().as_dict())
+
+
+def tf_config_is_chief(tf_config=None):
+    """is_chief's answer read from TF_CONFIG before any strategy exists (a task without a type is
+    worker 0's).
+
+    Args:
+        tf_config: TF_CONFIG's JSON text; None reads the environment variable.
+
+    Raises:
+        UserError: one line naming TF_CONFIG when it is not a JSON cluster description.
+    """
+    text = os.environ.get("TF_CONFIG") if tf_config is None else tf_config
+    try:
+        cluster = json.loads(text or "{}")
+        task = cluster.get("task") or {}
+        has_chief = "chief" in (cluster.get("cluster") or {})
+        return _chief_rule(task.get("type", "worker"), int(task.get("index", 0)), has_chief)
+    except (ValueError, TypeError, AttributeError) as e:  # bad JSON, or JSON of another shape
+        raise UserError(f"TF_CONFIG is not a cluster description for --strategy multiworker ({first_line(e)}): "
+                        'give JSON like {"cluster": {"worker": [...]}, "task": {"type": "worker", "index": 0}}'
+                        ) from None
 
 
 def seed_everything(seed):

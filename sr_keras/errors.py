@@ -57,11 +57,11 @@ def cli_entry(main):
     Ctrl-C exits 130 and SIGTERM 143, after the same cleanup."""
 
     @functools.wraps(main)
-    def run(*args, **kwargs):
+    def run(*positional, **keywords):
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
         try:
-            return main(*args, **kwargs)
+            return main(*positional, **keywords)
         except UserError as e:
             print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(2)

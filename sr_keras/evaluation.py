@@ -64,13 +64,10 @@ def too_small(image, width, height, scale):
                      f"HR trimmed to a multiple of {scale})")
 
 
-def check_scorable(path, scale):
-    """Mode of the HR image file `path`; UserError naming it when it is too small to score at `scale`
-    (the scored HR is trimmed to a multiple of the scale) or imageio.check_header refuses it."""
-    w, h, mode = imageio.check_header(path)
-    if min(w // scale, h // scale) * scale < metrics.min_scorable_size(scale):
-        raise too_small(path, w, h, scale)
-    return mode
+def check_scorable(image, width, height, scale):
+    """UserError naming `image`, width x height HR, when too small to score at `scale` (trimmed to its multiple)."""
+    if min(width // scale, height // scale) * scale < metrics.min_scorable_size(scale):
+        raise too_small(image, width, height, scale)
 
 
 def _image_files(folder, flag):
@@ -116,10 +113,12 @@ class FolderTrack:
         odd = None
         for n in self.hr_files:
             files = [os.path.join(self.hr_dir, n)]
-            modes = [check_scorable(files[0], self.scale)]
+            hw, hh, mode = imageio.check_header(files[0])
+            check_scorable(files[0], hw, hh, self.scale)
+            modes = [mode]
             if n in self.lr_files:
                 files.append(os.path.join(self.lr_dir, self.lr_files[n]))
-                (lw, lh, lr_mode), (hw, hh, _) = imageio.check_header(files[1]), imageio.check_header(files[0])
+                lw, lh, lr_mode = imageio.check_header(files[1])
                 # sizes before EXIF orientation: a pair in neither orientation is no pair
                 if not (pairing.sizes_pair((lh, lw), (hh, hw), self.scale)
                         or pairing.sizes_pair((lw, lh), (hh, hw), self.scale)):
@@ -155,24 +154,23 @@ class FolderTrack:
 
 
 class Div2kTrack:
-    """DIV2K mode: the pairs of one track and split from sr_keras.data.eval_dataset (a source the
-    track is missing from fails here, before any scoring)."""
+    """DIV2K mode: the pairs of one track and split from sr_keras.data.eval_pairs, their headers and
+    sizes checked here (a source the track is missing from fails here, before any scoring)."""
 
     def __init__(self, source, track, split):
         self.source, self.track, self.split, self.label = source, track, split, track
         self.scale = data.scale_of(track)
-        paths = data.eval_names(source, track, split)
-        for path in paths:
-            if os.path.isfile(str(path)):  # folder sources name files: check sizes before any scoring
-                check_scorable(path, self.scale)
-        self.names = [image_name(n) for n in paths]
+        self.pairs = data.eval_pairs(source, track, split)
+        for p in self.pairs:
+            check_scorable(p.hr if isinstance(p.hr, str) else p.name, p.hr_size[1], p.hr_size[0], self.scale)
+        self.names = [image_name(p.name) for p in self.pairs]
         self.count = len(self.names)
 
     def items(self):
-        """Yields (name, read) per image of the split, in eval_names' order: read() -> (lr_u8, hr_u8)."""
-        ds = data.eval_dataset(self.source, self.track, self.split)
-        for name, (lr, hr) in zip(self.names, ds.as_numpy_iterator()):
-            yield name, (lambda lr=lr, hr=hr: (metrics.to_uint8(lr[0]), metrics.to_uint8(hr[0])))
+        """Yields (name, read) per image of the split, in eval_names' order: read() -> (lr_u8, hr_u8),
+        decoded when called, so a file that cannot be decoded fails alone (pairing.read_pair)."""
+        for name, pair in zip(self.names, self.pairs):
+            yield name, functools.partial(pairing.read_pair, pair, self.scale)
 
 
 def image_name(name):
@@ -374,11 +372,11 @@ def _score_image(image, read, track, ups, options):
     return lr, hr, [(name, sr, *score(hr, sr, scale, image)) for name, sr in outputs]
 
 
-def evaluate_track(track, ups, options, scores, fig_dir):
+def evaluate_track(track, ups, options, scores, out):
     """Scores the bicubic baseline and every (name, upscaler) on each pair of `track`; writes the
-    comparison figures of the first `options.figures` images to `fig_dir`. Returns the images left
-    out (each named on stderr)."""
-    scale = track.scale
+    comparison figures of the first `options.figures` images to `out`/figures. Returns the images
+    left out (each named on stderr)."""
+    scale, fig_dir = track.scale, os.path.join(out, "figures")
     failed = []
     bar = tqdm(track.items(), total=track.count, desc=f"evaluate {track.label}", unit="img")
     for i, (image, read) in enumerate(bar):
@@ -396,7 +394,8 @@ def evaluate_track(track, ups, options, scores, fig_dir):
             path = os.path.join(fig_dir, f"{figures.safe_name(track.label)}_{figures.safe_name(image)}.png")
             title = f"{image}, {track.label}, {options.protocol}" + (
                 f", {options.degrade.spec()}" if options.degrade else "")
-            figures.comparison_figure(path, title, lr, panels, hr, scale)
+            with _writing(out):
+                figures.comparison_figure(path, title, lr, panels, hr, scale)
     return failed
 
 
@@ -415,8 +414,7 @@ def _writing(out):
 def evaluate(tracks, models, out, options, logs=()):
     """Scores `models` and bicubic on every track and writes the results and figures under `out`.
 
-    Every model is loaded and checked against each track's scale before the first image, so a bad path
-    fails in seconds.
+    Every model is loaded and checked against each track's scale before the first image or folder.
 
     Args:
         tracks: FolderTrack / Div2kTrack objects.
@@ -433,17 +431,17 @@ def evaluate(tracks, models, out, options, logs=()):
         UserError: one line: bad input found up front, no image scored, a write that failed.
     """
     fig_dir = os.path.join(out, "figures")
-    with _writing(out):
-        os.makedirs(fig_dir, exist_ok=True)
     series = [(run, tensorboard.read_scalars(run)) for run in logs]
     cache = ModelCache(options.trust_model)
     ups = [track_models(track, models, cache) for track in tracks]
+    with _writing(out):  # after the models: a refused one leaves no folder made
+        os.makedirs(fig_dir, exist_ok=True)
     scores, failed = Scores(), []
+    for track, track_ups in zip(tracks, ups):
+        failed += evaluate_track(track, track_ups, options, scores, out)
+    if not scores.per_image:
+        raise UserError(f"no image could be scored: {len(failed)} left out (reasons above)")
     with _writing(out):
-        for track, track_ups in zip(tracks, ups):
-            failed += evaluate_track(track, track_ups, options, scores, fig_dir)
-        if not scores.per_image:
-            raise UserError(f"no image could be scored: {len(failed)} left out (reasons above)")
         for i, (run, scalars) in enumerate(series):
             name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
             figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)

@@ -12,7 +12,6 @@ PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
 """
 import math
-import os
 
 import keras
 import tensorflow as tf
@@ -214,8 +213,9 @@ def load_init_generator(generator, path, config, trust_model=False):
         generator: the run's generator (SRResNet or RRDBNet).
         path: a model name, an export folder of the training scripts (its model.keras is used), a .keras
             file, or a .weights.h5 file. A SavedModel folder without model.keras gives the variables of
-            its serving signature, matched to the generator's weights by name, once sr_keras.model_safety
-            has found nothing but tensor math in it.
+            its serving signature, every one matched to a generator weight by name (or it is refused),
+            once sr_keras.model_safety has found nothing but tensor math in it; its scale is probed
+            through that signature.
         config: the run's config.GeneratorConfig.
         trust_model: skip that check; only for SavedModels you wrote yourself.
 
@@ -223,10 +223,11 @@ def load_init_generator(generator, path, config, trust_model=False):
         UserError: naming `path`, for a missing or unreadable file, a refused SavedModel, another scale or
             another architecture.
     """
-    from sr_keras.loading import KERAS_FILE, load_generator_config, load_keras_model, probe_scale, resolve_model
+    from sr_keras.loading import load_generator_config, load_keras_model, probe_scale, resolve_checked
 
     flag = "--init-generator"
-    path = resolve_model(path, flag)  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
+    # a path, or a model name (saved_models/, $SR_KERAS_MODELS); a SavedModel alone is checked here
+    path, savedmodel_only = resolve_checked(path, flag, trust_model)
     if path.endswith(".weights.h5"):
         try:
             generator.load_weights(path)
@@ -235,29 +236,29 @@ def load_init_generator(generator, path, config, trust_model=False):
                             f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
         return generator
     src_config = load_generator_config(path)
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)):
-        # A SavedModel alone is a program: checked before TensorFlow loads any of it, and never called. Its
-        # variables come in the order its graph uses them; an export's carry the generator's weight paths.
-        from sr_keras.model_safety import SIGNATURE, check_savedmodel
+    if savedmodel_only:
+        # A SavedModel alone is a program: called (for its scale) only once checked. Its variables come in the
+        # order its graph uses them, so they are taken only by name: an export's carry the generator's weight paths.
+        from sr_keras.inference import open_savedmodel
+        from sr_keras.model_safety import SIGNATURE
 
-        if not trust_model:
-            check_savedmodel(path, flag)
-        try:
-            root = tf.saved_model.load(path)  # held: the signature's variables live as long as it does
-            found = {v.name.rsplit(":", 1)[0]: v for v in root.signatures[SIGNATURE].variables}
-        except Exception as e:
-            raise UserError(f"{flag} {path}: cannot load the SavedModel: {first_line(e)}") from e
-        named = [found[w.path] for w in generator.weights if w.path in found]
-        src = named if len(named) == len(found) else list(found.values())  # not all by name: another network
-        src_scale = src_config.scale if src_config else config.scale
+        root, run_uint8 = open_savedmodel(path, flag, trust_model=True)  # checked above unless trusted
+        src_scale = probe_scale(lambda x: run_uint8(x.astype("uint8")), flag, path)
+        found = {v.name.rsplit(":", 1)[0]: v for v in root.signatures[SIGNATURE].variables}
+        src = [found[w.path] for w in generator.weights if w.path in found]
+        unmatched = len(src) != len(generator.weights) or len(src) != len(found)
     else:
         loaded = load_keras_model(path, flag)
         src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
-        src = loaded.weights
+        src, unmatched = loaded.weights, False
     src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
     if src_scale != config.scale:
         raise UserError(f"{flag} {path} is a x{src_scale} model but this run trains x{config.scale} "
                         "(--track); use a generator trained on the same scale")
+    if unmatched:  # a permutation of same-shaped arrays would pass the shape check below
+        named = f"{len(found)} variables, {len(src)} of this run's {len(generator.weights)} weights among them by name"
+        raise UserError(f"{flag} {path} has another architecture ({src_config.describe() + '; ' if src_config else ''}"
+                        f"{named}) than this run's generator ({config.describe()}); pass the flags it was trained with")
     if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]:
         raise UserError(f"{flag} {path} has another architecture ({src_desc}) than this run's generator "
                         f"({config.describe()}); pass the flags it was trained with")

@@ -6,7 +6,9 @@ is preferred (loaded in safe mode, no pickle); a SavedModel without it is called
 `serving_default` signature once sr_keras.model_safety has found nothing but tensor math in what
 loading and serving it would run (`trust_model=True` skips that check); a `.tflite` file runs
 through LiteRT after its op list is checked (sr_keras.tflite). A model's scale and output are probed
-only through these checked paths, and a model whose output is not finite is refused, never written.
+only through these checked paths. A Keras model whose output is not finite is refused, never written;
+a SavedModel or TFLite model returns uint8, in which NaN or inf has already become some pixel value,
+so theirs cannot be detected here.
 
 `upscale_image(upscaler, img, tile, overlap)` splits the LR image into tiles, gives each tile a
 margin of real neighbouring pixels, and writes only the tile's core into a preallocated output of
@@ -112,8 +114,22 @@ def load_upscaler(path, flag="--model", trust_model=False):
                     config=load_generator_config(path), flag=flag)
 
 
-def _from_savedmodel(path, flag, trust_model=False):
-    """An Upscaler calling a SavedModel's uint8 serving signature, checked before any of it runs."""
+def open_savedmodel(path, flag="--model", trust_model=False):
+    """A SavedModel's uint8 serving signature, checked (sr_keras.model_safety) before any of it runs.
+
+    Args:
+        path: a SavedModel folder.
+        flag: the command-line flag that gave it, for error messages.
+        trust_model: skip the check; only for SavedModels you wrote yourself.
+
+    Returns:
+        (root, run_uint8): the loaded object (its `signatures[SIGNATURE].variables` are the model's
+        weights) and a callable N x H x W x 3 uint8 -> N x sH x sW x 3 uint8 that keeps it alive.
+
+    Raises:
+        UserError: one line naming the model when it is refused, unloadable, or its signature does not
+            take and return uint8 image batches.
+    """
     if not trust_model:
         check_savedmodel(path, flag)
     try:
@@ -133,13 +149,25 @@ def _from_savedmodel(path, flag, trust_model=False):
                         f"{shape_text(out.shape)})")
     if out.dtype != tf.uint8:
         raise UserError(f"{flag} '{path}': its {SIGNATURE} returns {out.dtype.name} images, not uint8 as an export's")
-    name = next(iter(specs))
+    name, spec = next(iter(specs.items()))
+    one_at_a_time = spec.shape.rank == 4 and spec.shape[0] == 1  # a signature fixed to a batch of one
 
-    def run_uint8(x):  # holds `root`: the signature's variables live as long as the loaded object
+    def call(x):  # holds `root`: the signature's variables live as long as the loaded object
         return next(iter(root.signatures[SIGNATURE](**{name: tf.constant(x, tf.uint8)}).values())).numpy()
 
+    def run_uint8(x):
+        if one_at_a_time and len(x) != 1:
+            return np.concatenate([call(x[i:i + 1]) for i in range(len(x))])
+        return call(x)
+
+    return root, run_uint8
+
+
+def _from_savedmodel(path, flag, trust_model=False):
+    """An Upscaler calling a SavedModel's uint8 serving signature, checked before any of it runs."""
+    _, run_uint8 = open_savedmodel(path, flag, trust_model)
     upscaler = Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
-    upscaler.radius = probe_reach(run_uint8, upscaler.scale)
+    upscaler.radius = probe_reach(run_uint8, upscaler.scale, flag, path)
     upscaler.whole_image = upscaler.radius is None  # it reaches past the probe: no margin is known to be enough
     return upscaler
 
@@ -148,17 +176,27 @@ def _from_savedmodel(path, flag, trust_model=False):
 PROBE_REACH = 48
 
 
-def probe_reach(run_uint8, scale):
+def probe_reach(run_uint8, scale, flag="--model", shown=None):
     """LR pixels of context each output pixel depends on, measured through a (checked) uint8 model.
 
     One half of a random image is inverted (the rows above, below, the columns left, right of its
     centre line, in turn) and the farthest output row or column that changes beyond the line is
     found. A half-plane rather than one pixel: its effect sums over many pixels, so it survives the
     rounding to uint8 as far as any real influence does (+1 for the last fractions of a level).
+    Each probe image is its own call (batches of one), so a model fixed to one image per batch works.
+
+    Args:
+        run_uint8: callable N x H x W x 3 uint8 -> N x sH x sW x 3 uint8.
+        scale: the model's probed scale.
+        flag: the command-line flag that named the model, for the error message.
+        shown: the model as the user gave it.
 
     Returns:
         int, or None when a change reaches the probe's far border (the model looks further, up to
         the whole picture).
+
+    Raises:
+        UserError: one line naming the model when it fails on the probe image.
     """
     side, c = 2 * PROBE_REACH + 1, PROBE_REACH
     x = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), dtype=np.uint8)
@@ -169,7 +207,12 @@ def probe_reach(run_uint8, scale):
         index = (part, slice(None)) if axis == 1 else (slice(None), part)
         y[index] = 255 - y[index]
         probes.append(y)
-    out = run_uint8(np.stack(probes))
+    try:
+        out = [run_uint8(probe[None])[0] for probe in probes]
+    except UserError:
+        raise
+    except Exception as e:  # it took 8x8 and 8x12 (probe_scale) but not this size: no tile margin is known
+        raise UserError(f"{flag} '{shown}' cannot upscale a {side}x{side} RGB image: {first_line(e)}") from e
     reach = 0
     for (axis, part), sr in zip(halves, out[1:]):
         lines = np.nonzero(np.any(sr != out[0], axis=(1, 2) if axis == 1 else (0, 2)))[0] // scale

@@ -80,6 +80,32 @@ def resolve_model(name_or_path, flag="--model"):
                     f"(known names: {names}); {_HINT}")
 
 
+def resolve_checked(name_or_path, flag="--model", trust_model=False):
+    """resolve_model, then, for a SavedModel folder without model.keras (a program: sr_keras.model_safety),
+    its check: cheap (only saved_model.pb is parsed, nothing runs), so a command calls it before anything
+    slow or destructive.
+
+    Args:
+        name_or_path: a path or a model name (see resolve_model).
+        flag: the command-line flag that gave it, for error messages.
+        trust_model: skip the check; only for SavedModels you wrote yourself.
+
+    Returns:
+        (path, savedmodel_only): the path, and whether it is a SavedModel folder without model.keras.
+
+    Raises:
+        UserError: one line naming the value, when it is not found or the SavedModel is refused.
+    """
+    path = resolve_model(name_or_path, flag)
+    savedmodel_only = os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
+        and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    if savedmodel_only and not trust_model:
+        from sr_keras.model_safety import check_savedmodel
+
+        check_savedmodel(path, flag)
+    return path, savedmodel_only
+
+
 def load_keras_model(path, flag="--model"):
     """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
 

@@ -11,7 +11,8 @@ and what it would run:
 - an object the loader would run code for: a resource, custom save/restore functions, a registered
   class or saver;
 - any op outside ALLOWED_OPS in the serving signature's function or in any function it reaches
-  (function-valued attributes: PartitionedCall's `f`, If's branches, While's `cond` and `body`, ...).
+  (function-valued attributes: PartitionedCall's `f`, If's branches, While's `cond` and `body`, ...,
+  functions passed on inside those, and the defaults of a function's function-typed attributes).
 
 What passes loads as captured variables restored by TensorFlow's own checkpoint reader, and its
 serving function is tensor math on its input and those variables. `trust_model` skips the check,
@@ -91,14 +92,26 @@ def read_savedmodel(path, flag="--model", shown=None):
     return proto
 
 
+def _functions_in(value):
+    """Names of every function an AttrValue holds: its `func` and `list.func`, and, recursively, the
+    functions passed to those as attributes (a call can hand G `fn = Evil`, which G calls through a
+    placeholder attribute that names nothing itself)."""
+    refs = ([value.func] if value.HasField("func") else []) + list(value.list.func)
+    names = []
+    for ref in refs:
+        names.append(ref.name)
+        for inner in ref.attr.values():
+            names.extend(_functions_in(inner))
+    return names
+
+
 def _called(node, library):
     """Names of the functions a graph node calls: its op when that is a library function, and every
-    function-valued attribute (f, then_branch, else_branch, cond, body, branches, ...)."""
+    function held by an attribute (f, then_branch, else_branch, cond, body, branches, ... and the
+    functions passed on inside those)."""
     names = [node.op] if node.op in library else []
     for value in node.attr.values():
-        if value.HasField("func"):
-            names.append(value.func.name)
-        names.extend(f.name for f in value.list.func)
+        names.extend(_functions_in(value))
     return names
 
 
@@ -117,8 +130,12 @@ def first_disallowed_op(library, roots):
         seen.add(name)
         if name not in library:
             return f"a function missing from its library ({name})", name
-        calls = []
-        for node in library[name].node_def:
+        function = library[name]
+        # defaults of its function-typed attributes: what a placeholder names when no caller sets it
+        calls = [f for arg in function.signature.attr for f in _functions_in(arg.default_value)]
+        for value in function.attr.values():
+            calls.extend(_functions_in(value))
+        for node in function.node_def:
             if node.op not in library and node.op not in ALLOWED_OPS:
                 return node.op, name
             calls.extend(_called(node, library))

@@ -4,16 +4,29 @@ line naming the flag and the path as given, before the first epoch or the first 
 Writability is proven by creating (and removing) a file there: `os.access` says yes to root on a
 read-only filesystem.
 """
+import contextlib
 import os
 import tempfile
 
 from sr_keras.errors import UserError
 
 
+def _existing(folder):
+    """`folder` or its nearest ancestor that exists."""
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _remove_made(folder, existing):
+    """Remove `folder` and its parents up to `existing` (which all did not exist before) while empty."""
+    while folder != existing and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
+        folder = os.path.dirname(folder)
+
+
 def _probe(folder, flag, shown, keep_folders=True):
-    existing = folder
-    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing)
+    existing = _existing(folder)
     if not os.path.isdir(existing):
         raise UserError(f"{flag} {shown}: cannot write there ({existing} is a file, not a folder)")
     try:
@@ -26,10 +39,7 @@ def _probe(folder, flag, shown, keep_folders=True):
         raise UserError(f"{flag} {shown}: cannot write there ({reason})") from None
     finally:
         if not keep_folders:  # the folders made for the probe, deepest first, while empty
-            made = folder
-            while made != existing and os.path.isdir(made) and not os.listdir(made):
-                os.rmdir(made)
-                made = os.path.dirname(made)
+            _remove_made(folder, existing)
 
 
 def check_writable_folder(path, flag):
@@ -59,3 +69,26 @@ def check_writable_parent(path, flag, keep_folders=True):
         UserError: one line naming the flag and the path.
     """
     _probe(os.path.dirname(os.path.abspath(os.fspath(path))), flag, path, keep_folders)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(path):
+    """The block may make the folder `path` (check_writable_folder, a writer): if it did not exist
+    before and the block leaves nothing in it (a refused model, no image written), it is removed
+    again on the way out, with any empty folders inside it and the parents made for it.
+
+    Args:
+        path: an output folder (e.g. --out).
+    """
+    folder = os.path.abspath(os.fspath(path))
+    existing = _existing(folder)
+    try:
+        yield
+    finally:
+        if folder != existing and os.path.isdir(folder) and not os.path.islink(folder):
+            tree = list(os.walk(folder, topdown=False))  # deepest first, `folder` last
+            if not any(files or any(os.path.islink(os.path.join(root, d)) for d in dirs)
+                       for root, dirs, files in tree):  # only empty folders (figures/): nothing was written
+                for root, _, _ in tree:
+                    os.rmdir(root)
+                _remove_made(os.path.dirname(folder), existing)

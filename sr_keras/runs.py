@@ -276,12 +276,16 @@ def run_lock(out_dir, created=False):
               "no longer running)")
     try:
         yield
-    finally:
-        os.ftruncate(fd, 0)  # emptied while still held: an empty lock file marks a clean end
-        if created and os.listdir(out_dir) == [LOCK_FILE]:
-            os.remove(path)
-            os.rmdir(out_dir)
-        os.close(fd)
+    finally:  # nested: a step that fails skips none of the later ones
+        try:
+            os.ftruncate(fd, 0)  # emptied while still held: an empty lock file marks a clean end
+        finally:
+            try:
+                if created and os.listdir(out_dir) == [LOCK_FILE]:
+                    os.remove(path)
+                    os.rmdir(out_dir)
+            finally:
+                os.close(fd)
 
 
 def stale_temp_files(folder):

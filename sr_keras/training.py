@@ -6,7 +6,6 @@ config.TrainConfig and a config.GeneratorConfig; runs.prepare_run checks the run
 the callbacks (sr_keras.callbacks) and sr_keras.runs writes the checkpoints.
 """
 import contextlib
-import json
 import os
 import re
 import sys
@@ -18,7 +17,7 @@ from sr_keras import metrics as sr_metrics
 from sr_keras import runs
 from sr_keras.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFiniteGuard, ResumableEarlyStopping,
                                 RunCheckpoint, lr_schedule)
-from sr_keras.distribute import Trainer, replicate_for_replicas
+from sr_keras.distribute import Trainer, replicate_for_replicas, tf_config_is_chief
 from sr_keras.ema import WeightAverage, adam
 from sr_keras.errors import UserError, first_line
 from sr_keras.metrics import min_scorable_size
@@ -34,8 +33,9 @@ def check_outputs(train):
     from sr_keras.export import check_export_dir
     from sr_keras.outputs import check_writable_folder, check_writable_parent
 
+    is_chief_worker(train.strategy)  # a malformed TF_CONFIG fails here, before any folder is made
     check_export_dir(train.export)
-    check_writable_parent(train.export, "--export")
+    check_writable_parent(train.export, "--export", keep_folders=False)
     created = not os.path.lexists(train.out)
     check_writable_folder(train.out, "--out")
     return created
@@ -55,14 +55,8 @@ def check_hr_crop(hr_crop, scale):
 def is_chief_worker(strategy_flag, tf_config=None):
     """Whether this process writes the run folder (so holds its lock), read from the flags and TF_CONFIG
     before the strategy exists: every process but the non-chief workers of --strategy multiworker,
-    which share the chief's --out (distribute.is_chief, the same rule)."""
-    if strategy_flag != "multiworker":
-        return True
-    cluster = json.loads(tf_config if tf_config is not None else os.environ.get("TF_CONFIG") or "{}")
-    task = cluster.get("task") or {}
-    if "chief" in (cluster.get("cluster") or {}):
-        return task.get("type") == "chief"
-    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+    which share the chief's --out (distribute.tf_config_is_chief; tf_config as its)."""
+    return strategy_flag != "multiworker" or tf_config_is_chief(tf_config)
 
 
 @contextlib.contextmanager

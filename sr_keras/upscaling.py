@@ -219,7 +219,14 @@ def model_errors(shown, width, height, flags):
         raise UserError(f"out of memory on {shown} ({width}x{height}): use a smaller {flags}") from e
     except (tf.errors.OpError, RuntimeError) as e:  # RuntimeError: LiteRT's invoke()
         raise UserError(f"{shown}: the model cannot upscale this {width}x{height} image "
-                        f"({first_line(_op_reason(e), shown)})") from e
+                        f"({first_line(_op_reason(e))})") from e
+
+
+def _model_bands(bands, shown, width, height, flags):
+    """`bands` (upscale_pixels') with model_errors around the model's work only: what the consumer
+    raises (a PNG stream, a full disk) stays its own error."""
+    with model_errors(shown, width, height, flags):
+        yield from bands
 
 
 def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
@@ -242,11 +249,11 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
     s = upscaler.scale
     w, h = output.size(pixels.shape[1], pixels.shape[0], s)
     channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
-    bands = upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap, tiling.max_tile_mb or None,
-                           progress=True, batch=tiling.batch)
+    bands = _model_bands(upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap,
+                                        tiling.max_tile_mb or None, progress=True, batch=tiling.batch),
+                         f"'{path}'", pixels.shape[1], pixels.shape[0], "--tile, --tile-memory or --batch-tiles")
     try:
-        with model_errors(f"'{path}'", pixels.shape[1], pixels.shape[0], "--tile, --tile-memory or --batch-tiles"), \
-                atomic_file(dest) as tmp, open(tmp, "wb") as f:
+        with atomic_file(dest) as tmp, open(tmp, "wb") as f:
             if output.ext == "png" and output.outscale is None:
                 png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
                 for _, band in bands:

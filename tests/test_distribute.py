@@ -141,7 +141,7 @@ def test_multiworker_two_local_processes_matches_single_device(data, single, tmp
 def test_srgan_multiworker_runs_an_epoch_and_the_chief_exports(data, tmp_path):
     # Only that it runs: unlike SRResNet's, SRGAN's multi-worker losses are not yet shown equal to a
     # reference run (D's BatchNorm sees per-replica batches; see docs/performance.md)
-    gan = ("--vgg-weights", "random", "--hr-crop", "16", "--steps-per-epoch", "2")
+    gan = ("--vgg-weights", "random", "--hr-crop", "20", "--steps-per-epoch", "2")
     outs = [tmp_path / f"worker{i}" for i in range(2)]
     run_two_workers(lambda i: train_args(data, outs[i], *gan, "--strategy", "multiworker"), SCRIPT="train_srgan")
     logs = epoch_logs(outs[0])

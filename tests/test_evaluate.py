@@ -414,7 +414,54 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_figure(tmp_path, photos, 
     assert [ln for ln in err.replace("\r", "\n").splitlines() if "error" in ln] == [
         f"error: --out '{out}': cannot write: No space left on device; free space and run again "
         "(no partial file is left)"]
-    assert os.listdir(out) == ["figures"] and os.listdir(out / "figures") == []
+    assert not out.exists()  # made by this run, and nothing (no partial figure) was left in it
+
+
+def test_a_refused_model_leaves_no_out_folder_behind(tmp_path, photos, capsys):
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
+    out = tmp_path / "new" / "ev"
+    code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", f"a={tmp_path / 'broken.keras'}",
+                        "--out", str(out)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "broken.keras" in err
+    assert os.listdir(tmp_path) == ["broken.keras"]  # neither new/ nor new/ev/ (nor its figures/)
+
+
+def _damaged(kind, path):
+    """Damage an image file so that its header (and, for PNG, every chunk CRC) still reads well but its
+    pixels cannot be decoded."""
+    if kind == "truncated JPEG":  # JPEG data under a DIV2K .png name: Pillow goes by content
+        buf = io.BytesIO()
+        Image.open(path).save(buf, format="JPEG", quality=95)
+        blob = buf.getvalue()
+        scan = blob.index(b"\xff\xda")  # start of scan: the header ends here, cut within the pixel data
+        path.write_bytes(blob[:scan + (len(blob) - scan) // 2])
+        return
+    blob = bytearray(path.read_bytes())  # PNG: IDAT replaced by bytes zlib refuses, with a matching CRC
+    at = blob.index(b"IDAT")
+    size = struct.unpack(">I", blob[at - 4:at])[0]
+    blob[at + 4:at + 4 + size] = b"\xff" * size
+    blob[at + 4 + size:at + 8 + size] = struct.pack(">I", zlib.crc32(bytes(blob[at:at + 4 + size])))
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("kind", ["truncated JPEG", "PNG with undecodable data"])
+def test_div2k_mode_scores_the_other_images_when_one_cannot_be_decoded(tmp_path, capsys, kind):
+    hr_dir = tmp_path / "div2k" / "DIV2K_valid_HR"
+    hr_dir.mkdir(parents=True)
+    for i, im in ((851, skimage.data.astronaut()), (852, skimage.data.coffee()), (853, skimage.data.chelsea())):
+        Image.fromarray(np.ascontiguousarray(im[:48, :48])).save(hr_dir / f"{i:04d}.png")
+    _damaged(kind, hr_dir / "0852.png")
+    out = tmp_path / "ev"
+    code, _, err = run(["--data", str(tmp_path / "div2k"), "--track", "bicubic_x4", "--split", "test",
+                        "--figures", "0", "--out", str(out)], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("error")]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: cannot read image '{hr_dir / '0852.png'}': ")
+    assert lines[0].endswith(" (left out of every row)")
+    assert lines[1] == "error: 1 image(s) left out of the results: 0852 (bicubic_x4) (reasons above)"
+    assert {r["image"] for r in csv.DictReader((out / "per_image.csv").open())} == {"0851", "0853"}
+    assert json.loads((out / "results.json").read_text())["rows"][0]["images"] == 2
 
 
 def test_a_bomb_or_a_float_image_is_refused_before_any_model(tmp_path, photos, capsys, monkeypatch):

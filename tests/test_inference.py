@@ -173,3 +173,43 @@ def test_tiles_shrink_to_the_memory_budget():
     assert tile_side(full, 256, 16, 0) == 256  # no limit
     assert tile_side(full, 0, 16, 768) == 0  # one pass stays one pass
     assert tile_side(SimpleNamespace(radius=12, act_bytes=1024.0, whole_image=False), 256, 16, 768) == 256
+
+
+def _x4_savedmodel(path, batch, serve_fn):
+    """A tiny x4 uint8 SavedModel whose signature takes `batch` images per call (None: any number)."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        def __init__(self):
+            self.k = tf.Variable(np.random.default_rng(0).random((3, 3, 3, 48), np.float32) / 27.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([batch, None, None, 3], tf.uint8, name="images")])
+        def serve(self, images):
+            x = tf.nn.conv2d(serve_fn(tf.cast(images, tf.float32) / 255.0), self.k, 1, "SAME")
+            return {"sr": tf.cast(tf.clip_by_value(tf.round(tf.nn.depth_to_space(x, 4) * 255.0), 0, 255), tf.uint8)}
+
+    m = Model()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return str(path)
+
+
+def test_a_savedmodel_fixed_to_one_image_per_batch_is_probed_and_tiled(tmp_path):
+    fixed = load_upscaler(_x4_savedmodel(tmp_path / "batch1", 1, lambda x: x))
+    free = load_upscaler(_x4_savedmodel(tmp_path / "any", None, lambda x: x))
+    # one 3x3 conv: each output pixel depends on 1 LR pixel each side, +1 for the probe's rounding margin
+    assert fixed.scale == free.scale == 4 and fixed.radius == free.radius == 2
+    lr = textured(21, 17)
+    whole = upscale_image(free, lr, tile=0)
+    for batch in (1, 4):  # four tiles per model call go through the fixed signature one at a time
+        np.testing.assert_array_equal(upscale_image(fixed, lr, tile=8, overlap=0, batch=batch), whole)
+
+
+def test_a_savedmodel_failing_on_the_reach_probe_is_refused_in_one_line(tmp_path):
+    import tensorflow as tf
+
+    # even sizes only: 8x8 and 8x12 (the scale probe) pass, the 97x97 reach probe does not
+    path = _x4_savedmodel(tmp_path / "even", None, lambda x: tf.nn.depth_to_space(tf.nn.space_to_depth(x, 2), 2))
+    with pytest.raises(UserError) as e:
+        load_upscaler(path)
+    text = str(e.value)
+    assert text.startswith(f"--model '{path}' cannot upscale a 97x97 RGB image: ") and "\n" not in text

@@ -8,7 +8,8 @@ import pytest
 import sr_keras
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
-from sr_keras.loading import known_models, load_generator_config, load_keras_model, probe_scale, resolve_model
+from sr_keras.loading import (known_models, load_generator_config, load_keras_model, probe_scale, resolve_checked,
+                              resolve_model)
 
 REPO_MODELS = Path(sr_keras.__file__).resolve().parent.parent / "saved_models"
 
@@ -155,3 +156,13 @@ def test_probe_scale_names_the_model_when_it_fails_on_the_input():
         probe_scale(fixed_size, "--model", "d.keras")
     assert str(e.value) == ("--model 'd.keras' cannot upscale an 8x8 RGB image: Input 0 of layer is incompatible: "
                             "expected shape=(None, 48, 48, 3)")
+
+
+def test_resolve_checked_checks_only_a_savedmodel_folder_without_model_keras(user_models):
+    folder = user_models
+    assert resolve_checked("mine_x2") == (str(folder / "mine_x2.keras"), False)
+    assert resolve_checked("demo_x4")[1] is False  # model.keras is preferred: loaded in safe mode, not run
+    # "served" holds an empty saved_model.pb: parsed, it has no object graph (a TF1 SavedModel)
+    with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
+        resolve_checked("served", "--init-generator")
+    assert resolve_checked("served", trust_model=True) == (str(folder / "served"), True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tensorflow.core.framework import attr_value_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 import sr_keras
@@ -20,7 +21,7 @@ from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model
 from sr_keras.inference import load_upscaler, receptive_radius, upscale_image
-from sr_keras.model_safety import ALLOWED_OPS, check_savedmodel
+from sr_keras.model_safety import ALLOWED_OPS, check_savedmodel, serving_functions
 
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 CONFIG = GeneratorConfig(4, num_blocks=1, filters=8)
@@ -109,6 +110,70 @@ def test_a_savedmodel_whose_graph_reaches_outside_tensor_math_is_refused_before_
         assert "\n" not in text and not os.path.exists(mark)
     assert "--trust-model" in str(pytest.raises(UserError, load_upscaler, path, "--model").value)
     assert "trust_model=True" in str(pytest.raises(UserError, sr_keras.load, path).value)
+
+
+def _func(name):
+    return attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name=name))
+
+
+def _call(node, f):
+    """`node` becomes a call of `f` (a NameAttrList) taking nothing and returning one int32."""
+    node.op = "StatefulPartitionedCall"
+    node.attr["f"].func.CopyFrom(f)
+    node.attr["Tin"].list.SetInParent()
+    node.attr["Tout"].list.type.append(tf.int32.as_datatype_enum)
+
+
+def _relay_savedmodel(tmp_path, mark, by_default):
+    """A clean x4 SavedModel, edited as a protocol buffer: its serving function also calls `Relay`,
+    whose only node calls the function its attribute `fn` names, through a placeholder; `fn` is the
+    function `Evil` (which writes `mark`), passed inside the call's `f` or as the attribute's default."""
+    path = _save(m := _module(lambda images: images), tmp_path / "relay_sm", m.serve)
+
+    @tf.function(input_signature=[])
+    def evil():
+        tf.io.write_file(mark, "owned")
+        return tf.constant(0)
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((tmp_path / "relay_sm" / "saved_model.pb").read_bytes())
+    meta = proto.meta_graphs[0]
+    library = meta.graph_def.library
+    library.function.add().CopyFrom(evil.get_concrete_function().function_def)
+    library.function[-1].signature.name = "Evil"
+    relay = library.function.add()
+    relay.signature.name = "Relay"
+    relay.signature.output_arg.add(name="out", type=tf.int32.as_datatype_enum)
+    fn = relay.signature.attr.add(name="fn", type="func")
+    if by_default:
+        fn.default_value.CopyFrom(_func("Evil"))
+    _call(relay.node_def.add(name="call"), attr_value_pb2.NameAttrList())
+    relay.node_def[0].attr["f"].placeholder = "fn"  # replaces the empty func: Relay names no function
+    relay.ret["out"] = "call:output:0"
+    root = next(f for f in library.function if f.signature.name == serving_functions(meta.object_graph_def)[0])
+    f = attr_value_pb2.NameAttrList(name="Relay")
+    if not by_default:
+        f.attr["fn"].CopyFrom(_func("Evil"))
+    _call(root.node_def.add(name="relay_call"), f)
+    returned = root.ret[next(iter(root.ret))].split(":")[0]
+    next(n for n in root.node_def if n.name == returned).input.append("^relay_call")  # the output waits for it
+    (tmp_path / "relay_sm" / "saved_model.pb").write_bytes(proto.SerializeToString())
+    # what the fixture is about: no node anywhere names Evil in its own function-valued attribute
+    direct = {v.func.name for g in library.function for n in g.node_def for v in n.attr.values()}
+    assert "Relay" in direct and "Evil" not in direct
+    return path
+
+
+@pytest.mark.parametrize("by_default", [False, True], ids=["passed-in-the-call", "attribute-default"])
+def test_a_function_handed_on_through_a_function_attribute_is_checked_too(tmp_path, mark, by_default):
+    path = _relay_savedmodel(tmp_path, mark, by_default)
+    for load in (lambda: load_upscaler(path), lambda: sr_keras.load(path),
+                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG)):
+        with pytest.raises(UserError) as e:
+            load()
+        assert f"'{path}': refused: its serving graph runs WriteFile, outside the tensor-math allowlist" in \
+            str(e.value) and "\n" not in str(e.value)
+    assert not os.path.exists(mark)
 
 
 def test_the_refused_savedmodel_really_runs_its_code_when_trusted(tmp_path, mark):
@@ -268,7 +333,7 @@ def test_non_finite_model_output_is_refused_not_written(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         upscale_cli.main(["--model", str(tmp_path / "inf.keras"), str(tmp_path / "bright.png"),
                           "--out", str(tmp_path / "out")])
-    assert exit_.value.code == 2 and not [f for f in os.listdir(tmp_path / "out") if f.endswith(".png")]
+    assert exit_.value.code == 2 and not list(tmp_path.glob("out/*.png"))  # an --out left empty may be removed
 
 
 def test_upscale_py_refuses_then_trust_model_runs_our_savedmodel(sm_only, tmp_path, capsys):
@@ -284,7 +349,7 @@ def test_upscale_py_refuses_then_trust_model_runs_our_savedmodel(sm_only, tmp_pa
     assert exit_.value.code == 2 and err.startswith(f"error: --model '{evil}': refused: its serving graph runs "
                                                     "WriteFile") and err.endswith("pass --trust-model if you wrote "
                                                                                   "this model yourself")
-    assert not os.path.exists(tmp_path / "MARK") and not os.listdir(tmp_path / "o2")
+    assert not os.path.exists(tmp_path / "MARK") and not list(tmp_path.glob("o2/*"))
 
 
 def test_init_generator_takes_a_checked_savedmodel_s_weights_by_name(sm_only):
@@ -301,3 +366,74 @@ def test_init_generator_takes_a_checked_savedmodel_s_weights_by_name(sm_only):
     two = GeneratorConfig(4, num_blocks=2, filters=8)
     with pytest.raises(UserError, match=r"has another architecture \(--num-blocks 1 --filters 8 "):
         gan.load_init_generator(two.build(), path, two)
+
+
+def _edit_savedmodel(path, edit):
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    edit(proto.meta_graphs[0])
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def test_init_generator_refuses_savedmodel_variables_that_do_not_all_match_by_name(sm_only, tmp_path):
+    # Same shapes in the same order, other names: only names say which array is which, so it is refused
+    # rather than copied in graph order (where same-shaped arrays could come permuted).
+    _, path = sm_only
+    renamed = shutil.copytree(path, tmp_path / "renamed")
+
+    def rename(meta):
+        for i, node in enumerate(meta.object_graph_def.nodes):
+            if node.WhichOneof("kind") == "variable":
+                node.variable.name = f"other_{i}"
+
+    _edit_savedmodel(renamed, rename)
+    target = CONFIG.build()
+    before = [w.numpy().copy() for w in target.weights]
+    with pytest.raises(UserError) as e:
+        gan.load_init_generator(target, str(renamed), CONFIG)
+    n = len(target.weights)
+    assert str(e.value) == (f"--init-generator {renamed} has another architecture ({CONFIG.describe()}; {n} variables, "
+                            f"0 of this run's {n} weights among them by name) than this run's generator "
+                            f"({CONFIG.describe()}); pass the flags it was trained with")
+    for got, want in zip(target.weights, before):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_init_generator_probes_the_scale_of_a_savedmodel_without_generator_json(sm_only, tmp_path):
+    # no generator.json: the scale comes from calling the checked signature, not from this run's flags
+    _, path = sm_only
+    bare = shutil.copytree(path, tmp_path / "bare")
+    os.remove(bare / "generator.json")
+    x2 = GeneratorConfig(2, num_blocks=1, filters=8)
+    with pytest.raises(UserError) as e:
+        gan.load_init_generator(x2.build(), str(bare), x2)
+    assert str(e.value) == (f"--init-generator {bare} is a x4 model but this run trains x2 (--track); use a "
+                            "generator trained on the same scale")
+
+
+@pytest.mark.parametrize("command", ["train_srresnet", "train_srgan"])
+def test_a_refused_init_generator_leaves_the_previous_run_in_place_under_fresh(tmp_path, mark, capsys, command):
+    # --fresh deletes the previous run's files: the refusal must come first, before any of that
+    from sr_keras.cli import train_srgan, train_srresnet
+
+    evil = _save(m := _module(writes(mark)), tmp_path / "evil_sm", m.serve)
+    run = tmp_path / "run"
+    previous = [run / "checkpoints" / "checkpoint.json", run / "checkpoints" / "last-e0001.weights.h5",
+                run / "logs" / "train" / "events.out.tfevents.1"]
+    for f in previous:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("previous run")
+    main, extra = {"train_srresnet": (train_srresnet.main, []),
+                   "train_srgan": (train_srgan.main, ["--vgg-weights", "random"])}[command]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--track", "bicubic_x4", "--data", str(tmp_path / "data"), "--out", str(run), "--export",
+              str(tmp_path / "model"), "--num-blocks", "1", "--filters", "8", "--init-generator", evil, "--fresh",
+              *extra])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith(f"error: --init-generator '{evil}': refused: its serving graph "
+                                                    "runs WriteFile") and "\n" not in err
+    assert all(f.read_text() == "previous run" for f in previous) and not os.path.exists(mark)
+    assert not os.path.exists(tmp_path / "model")

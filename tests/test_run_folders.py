@@ -147,6 +147,46 @@ def test_non_chief_workers_share_the_chiefs_folder_without_its_lock():
                                                                    "task": {"type": "worker", "index": 0}}))
 
 
+
+@pytest.mark.parametrize("tf_config", ["{not json", "[1, 2]", '{"task": {"type": "worker", "index": "x"}}'])
+def test_a_malformed_tf_config_is_one_line_naming_it_before_any_folder_is_made(tmp_path, capsys, monkeypatch,
+                                                                             tf_config):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(SystemExit) as exit_info:
+        train_srresnet.main(tiny_argv(tmp_path, "--strategy", "multiworker"))
+    assert one_line_error(capsys, exit_info).startswith("error: TF_CONFIG is not a cluster description for "
+                                                        "--strategy multiworker (")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_refused_run_leaves_no_export_parent_folder_behind(tmp_path, capsys):
+    argv = tiny_argv(tmp_path, "--resume")  # nothing to resume: refused after the outputs were checked
+    argv[argv.index("--export") + 1] = str(tmp_path / "exports" / "x4" / "model")
+    with pytest.raises(SystemExit) as exit_info:
+        train_srresnet.main(argv)
+    assert "--resume: no checkpoint in" in one_line_error(capsys, exit_info)
+    assert os.listdir(tmp_path) == []  # neither exports/x4 nor the run folder made for the check
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_the_lock_is_released_and_its_folder_cleaned_even_when_emptying_it_fails(tmp_path, monkeypatch, created):
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def broken_ftruncate(fd, length):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError, match="Input/output error"):
+        with runs.run_lock(str(out), created=created):
+            monkeypatch.setattr(os, "ftruncate", broken_ftruncate)
+    monkeypatch.undo()
+    if created:
+        assert not out.exists()  # the folder made for the run, holding only the lock file, is gone
+    else:
+        with runs.run_lock(str(out)):  # the descriptor was closed: the lock can be taken again at once
+            pass
+
+
 # ------------------------------------------------------------------------------ damaged run folders
 
 def truncate(path, keep):
@@ -170,6 +210,16 @@ DAMAGE = {
     "state without config": (lambda run, s: edit_state(run / "checkpoints" / "checkpoint.json",
                                                        lambda v: v.pop("config")),
                              "checkpoint.json is damaged (no 'config' key)"),
+    "best_value not a number": (lambda run, s: edit_state(run / "checkpoints" / "checkpoint.json",
+                                                          lambda v: v.update(best_value="x")),
+                                "checkpoint.json is damaged ('best_value' has the wrong type. Received: "
+                                "best_value='x')"),
+    "best_epoch a float": (lambda run, s: edit_state(run / "checkpoints" / "checkpoint.json",
+                                                     lambda v: v.update(best_epoch=1.5)),
+                           "checkpoint.json is damaged ('best_epoch' has the wrong type"),
+    "time a boolean": (lambda run, s: edit_state(run / "checkpoints" / "checkpoint.json",
+                                                 lambda v: v.update(time=True)),
+                       "checkpoint.json is damaged ('time' has the wrong type"),
     "state with a list": (lambda run, s: (run / "checkpoints" / "checkpoint.json").write_text("[1, 2]"),
                           "checkpoint.json is damaged (not a JSON object"),
     "last weights missing": (lambda run, s: os.remove(run / "checkpoints" / s.last),

@@ -274,6 +274,29 @@ def test_an_output_under_a_file_fails_before_the_model_is_loaded(tmp_path, model
                                         f"({tmp_path / 'afile'} is a file, not a folder)"]
 
 
+@pytest.mark.parametrize("flag,target", [("--out", "new/up"), ("-o", "new/up/photo.png")])
+def test_a_refused_model_leaves_no_output_folder_behind(tmp_path, photo, capsys, flag, target):
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
+    code, _, err = run(["--model", str(tmp_path / "broken.keras"), str(tmp_path / "in.png"), flag,
+                        str(tmp_path / target)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "broken.keras" in err
+    assert sorted(os.listdir(tmp_path)) == ["broken.keras", "in.png"]  # neither new/ nor new/up/
+
+
+def test_a_failure_of_the_png_writer_is_not_reported_as_the_models(tmp_path, model_path, photo, monkeypatch):
+    from sr_keras import upscaling
+
+    def broken_write(self, rows):
+        raise RuntimeError("the PNG stream broke")
+
+    monkeypatch.setattr(upscaling.PngStream, "write", broken_write)
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    with pytest.raises(RuntimeError, match="^the PNG stream broke$"):  # not "the model cannot upscale ..."
+        upscaling.upscale_file(load_upscaler(model_path), str(tmp_path / "in.png"), str(tmp_path / "out.png"))
+    assert os.listdir(tmp_path) == ["in.png"]
+
+
 def test_out_of_memory_on_one_picture_is_one_line_and_the_others_are_written(tmp_path, model_path, photo, capsys,
                                                                              monkeypatch):
     import tensorflow as tf
@@ -320,7 +343,7 @@ def test_a_full_disk_is_reported_once_and_leaves_no_temporary_file(tmp_path, mod
     assert code == 2 and "Traceback" not in err
     assert _error_lines(err) == [f"error: cannot write '{tmp_path / 'o' / 'a_x2.png'}': No space left on device; "
                                  "stopped with 0 image(s) written"]
-    assert os.listdir(tmp_path / "o") == []
+    assert not (tmp_path / "o").exists()  # made by this run and left empty: removed again
 
 
 def test_format_size_limits_are_per_file_errors(tmp_path, model_path, photo, capsys):
@@ -382,4 +405,4 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path, model_path, ph
         proc.kill()
     err = proc.stderr.read()
     assert "Traceback" not in err and err.rstrip().endswith("terminated")
-    assert os.listdir(out) == []
+    assert not out.exists()  # no temporary file left: the folder this run made was empty and is gone

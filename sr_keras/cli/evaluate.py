@@ -12,7 +12,7 @@ import os
 
 from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
 from sr_keras.errors import UserError, cli_entry
-from sr_keras.outputs import check_writable_folder
+from sr_keras.outputs import check_writable_folder, removed_if_left_empty
 
 figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
 
@@ -65,29 +65,35 @@ def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out '{args.out}' exists and is not a folder")
-    check_writable_folder(args.out, "--out")
-    for run in args.logs:
+    with removed_if_left_empty(args.out):  # a refused run leaves no --out it made
+        _evaluate(args)
+
+
+def _evaluate(flags):
+    """The rest of main(), from the parsed flags, inside removed_if_left_empty."""
+    check_writable_folder(flags.out, "--out")
+    for run in flags.logs:
         if not os.path.isdir(run):
             raise UserError(f"--logs '{run}' is not a folder: give a training run folder (its --out)")
     from sr_keras import degradations
 
-    degrade = None if args.degrade is None else degradations.parse_degrade(args.degrade)
+    degrade = None if flags.degrade is None else degradations.parse_degrade(flags.degrade)
     hide_tensorflow_banner()
     from sr_keras import evaluation
 
-    models = evaluation.parse_models(args.model)
-    if args.hr_dir is not None:
+    models = evaluation.parse_models(flags.model)
+    if flags.hr_dir is not None:
         if any("{track}" in path for _, path in models):
             raise UserError("{track} in a --model path needs DIV2K mode (--data/--track), not --hr-dir")
-        tracks = [evaluation.FolderTrack(args.hr_dir, args.lr_dir, args.scale)]
+        tracks = [evaluation.FolderTrack(flags.hr_dir, flags.lr_dir, flags.scale)]
     else:
-        names = evaluation.REPORT_TRACKS if args.track == "all" else (args.track,)
-        tracks = [evaluation.Div2kTrack(args.data.replace("{track}", t), t, args.split) for t in names]
-    options = evaluation.Options(protocol=args.protocol, figures=args.figures, tile=args.tile,
-                                 tile_overlap=args.tile_overlap, degrade=degrade, trust_model=args.trust_model)
-    md, failed = evaluation.evaluate(tracks, models, args.out, options, logs=args.logs)
+        names = evaluation.REPORT_TRACKS if flags.track == "all" else (flags.track,)
+        tracks = [evaluation.Div2kTrack(flags.data.replace("{track}", t), t, flags.split) for t in names]
+    options = evaluation.Options(protocol=flags.protocol, figures=flags.figures, tile=flags.tile,
+                                 tile_overlap=flags.tile_overlap, degrade=degrade, trust_model=flags.trust_model)
+    md, failed = evaluation.evaluate(tracks, models, flags.out, options, logs=flags.logs)
     print(md, end="")
-    print(f"results in {args.out}/ (results.json, results.csv, results.md, per_image.csv, figures/)")
+    print(f"results in {flags.out}/ (results.json, results.csv, results.md, per_image.csv, figures/)")
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
         raise UserError(f"{len(failed)} image(s) left out of the results: {shown} (reasons above)")

@@ -103,12 +103,19 @@ def check_crop(hr_crop, scale, discriminator):
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, training
+    from sr_keras import data, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
     train = cli.train_config(args)
     generator_config = cli.generator_config(args, data.scale_of(train.track))
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
+    if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
+        try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
+            path = loading.resolve_model(args.init_generator, flag="--init-generator")
+        except UserError as e:
+            hint = f"; run `{HINTS[args.preset]}` first" if args.preset in HINTS else ""
+            raise UserError(f"{e}{hint}") from None
+        loading.resolve_checked(path, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
     created = training.check_outputs(train)
     with training.holding_run_folder(train, created):
         _train(args, train, generator_config, hr_size)
@@ -116,7 +123,7 @@ def main(argv=None):
 
 def _train(flags, train, generator_config, hr_size):
     """The run, from its checked flags, while this process holds the run folder."""
-    from sr_keras import distribute, gan, loading, losses, runs, training
+    from sr_keras import distribute, gan, losses, runs, training
     from sr_keras.models import count_trainable
 
     scale = generator_config.scale
@@ -124,12 +131,6 @@ def _train(flags, train, generator_config, hr_size):
                                 degradation=train.degradation,
                                 **{name: getattr(flags, name) for name in LOSS_FLAGS})
     state = runs.prepare_run(train, config)
-    if flags.init_generator and not state:
-        try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
-            loading.resolve_model(flags.init_generator, flag="--init-generator")
-        except UserError as e:
-            hint = f"; run `{HINTS[flags.preset]}` first" if flags.preset in HINTS else ""
-            raise UserError(f"{e}{hint}") from None
     start = state.epoch if state else 0
     distribute.seed_everything(train.seed)
     distribute.set_precision(train.precision)

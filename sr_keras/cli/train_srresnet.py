@@ -67,8 +67,8 @@ def main(argv=None):
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
-    if args.init_generator:  # a path or a model name: resolved now, before any slow work
-        loading.resolve_model(args.init_generator, flag="--init-generator")
+    if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
+        loading.resolve_checked(args.init_generator, "--init-generator", args.trust_model)
     created = training.check_outputs(train)
     with training.holding_run_folder(train, created):
         _train(args, train, generator_config)

@@ -16,7 +16,7 @@ import sys
 
 from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_float, positive_int
 from sr_keras.errors import UserError, cli_entry, one_line
-from sr_keras.outputs import check_writable_folder, check_writable_parent
+from sr_keras.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
 
 quality = checked(int, lambda v: 1 <= v <= 100, "an integer in [1, 100]")
 _OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
@@ -96,10 +96,17 @@ def main(argv=None):
         raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
                         "give image files or folders that hold images")
     model = resolve_model(args.model, "--model")
-    if args.output is None:  # before the model is loaded: a place that cannot be written fails at once
-        check_writable_folder(args.out, "--out")
+    with removed_if_left_empty(out_dir):  # a refused model or no image written leaves no folder made here
+        _upscale(args, model, files, problems, out_dir, output,
+                 Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles))
+
+
+def _upscale(flags, model, files, problems, out_dir, output, tiling):
+    """The rest of main(), from the checked flags, inside removed_if_left_empty."""
+    if flags.output is None:  # before the model is loaded: a place that cannot be written fails at once
+        check_writable_folder(flags.out, "--out")
     else:
-        check_writable_parent(args.output, "-o")
+        check_writable_parent(flags.output, "-o")
     for _, msg in problems:
         print(f"error: {one_line(msg)}", file=sys.stderr)
 
@@ -107,12 +114,11 @@ def main(argv=None):
     from sr_keras.inference import load_upscaler
     from sr_keras.upscaling import upscale_files
 
-    upscaler = load_upscaler(model, "--model", trust_model=args.trust_model)
-    tiling = Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles)
-    written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=args.output,
-                                             skip_existing=args.skip_existing)
+    upscaler = load_upscaler(model, "--model", trust_model=flags.trust_model)
+    written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=flags.output,
+                                             skip_existing=flags.skip_existing)
     note = f"; skipped {skipped} whose output exists" if skipped else ""
-    print(f"wrote {written} image(s) to {args.out or args.output}{note}")
+    print(f"wrote {written} image(s) to {flags.out or flags.output}{note}")
     failed = [f"'{given}'" for given, _ in problems] + [f"'{path}'" for path in failed]
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
