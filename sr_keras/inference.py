@@ -26,8 +26,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from sr_keras.errors import UserError, first_line
-from sr_keras.loading import (CONFIG_FILE, KERAS_FILE, TFLITE_SUFFIX, load_generator_config, load_keras_model,
-                              probe_scale, resolve_model, shape_text)
+from sr_keras.loading import (CONFIG_FILE, TFLITE_SUFFIX, is_savedmodel_only, load_generator_config,
+                              load_keras_model, probe_scale, resolve_model, shape_text)
 from sr_keras.model_safety import SIGNATURE, check_savedmodel
 
 # ITU-R BT.601 luma, as PIL's convert("L"): how a grey input comes back to one channel.
@@ -86,8 +86,7 @@ def load_upscaler(path, flag="--model", trust_model=False):
         from sr_keras.tflite import load_tflite_upscaler
 
         return load_tflite_upscaler(path, flag)
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
-            and os.path.isfile(os.path.join(path, "saved_model.pb")):
+    if is_savedmodel_only(path):
         return _from_savedmodel(path, flag, trust_model)
     model = load_keras_model(path, flag)
 

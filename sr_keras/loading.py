@@ -80,6 +80,12 @@ def resolve_model(name_or_path, flag="--model"):
                     f"(known names: {names}); {_HINT}")
 
 
+def is_savedmodel_only(path):
+    """Whether `path` is a SavedModel folder without model.keras: a program, run only once checked."""
+    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
+        and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
 def resolve_checked(name_or_path, flag="--model", trust_model=False):
     """resolve_model, then, for a SavedModel folder without model.keras (a program: sr_keras.model_safety),
     its check: cheap (only saved_model.pb is parsed, nothing runs), so a command calls it before anything
@@ -97,8 +103,7 @@ def resolve_checked(name_or_path, flag="--model", trust_model=False):
         UserError: one line naming the value, when it is not found or the SavedModel is refused.
     """
     path = resolve_model(name_or_path, flag)
-    savedmodel_only = os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
-        and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    savedmodel_only = is_savedmodel_only(path)
     if savedmodel_only and not trust_model:
         from sr_keras.model_safety import check_savedmodel
 
