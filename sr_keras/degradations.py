@@ -116,6 +116,12 @@ PRESETS = {
                               resize_kernels=(("bicubic", 0.8), ("bilinear", 0.1), ("area", 0.1)),
                               poisson_p=0.2, poisson_scale=(0.05, 0.5), grey_noise_p=0.3, jpeg_p=0.7,
                               jpeg_quality=(40, 95), second_order_p=0.0),
+    # phone: nearly every crop carries sensor noise and JPEG (1 in 100 gets neither), for models that are
+    # meant for shared photographs first; it trades some of the gain on clean LR for denoising
+    "phone": DegradationConfig(blur_p=0.05, blur_sigma=(0.2, 1.0), noise_p=0.9, noise_sigma=(1.0, 12.0),
+                               resize_kernels=(("bicubic", 0.8), ("bilinear", 0.1), ("area", 0.1)),
+                               poisson_p=0.1, poisson_scale=(0.05, 0.5), grey_noise_p=0.2, jpeg_p=0.9,
+                               jpeg_quality=(30, 95), second_order_p=0.0),
 }
 
 
@@ -129,7 +135,7 @@ def _json_ready(value):
 
 def resolve(degradation):
     """None (LR from the data, today's bicubic pipeline) or a DegradationConfig, from None, a preset
-    name of PRESETS ("bicubic" -> None, "realistic" -> DegradationConfig(), "mild") or a DegradationConfig."""
+    name of PRESETS ("bicubic" -> None, "realistic" -> DegradationConfig(), "mild", "phone") or a DegradationConfig."""
     if degradation is None or isinstance(degradation, DegradationConfig):
         return degradation
     if degradation in PRESETS:

@@ -133,18 +133,18 @@ def test_config_values_are_checked_and_presets_resolve():
         DegradationConfig(resize_kernels=(("lanczos", 1.0),))
     assert degradations.resolve("bicubic") is None and degradations.resolve("realistic") == DegradationConfig()
     assert DegradationConfig().to_dict()["resize_kernels"] == [["bicubic", 0.5], ["bilinear", 0.25], ["area", 0.25]]
-    with pytest.raises(UserError, match=r"^degradation 'heavy' \(--degradation\): choose one of bicubic, realistic, mild$"):
+    with pytest.raises(UserError, match=r"^degradation 'heavy' \(--degradation\): choose one of bicubic, realistic, mild, phone$"):
         degradations.resolve("heavy")
 
 
-def test_mild_preset_leaves_some_crops_clean_where_realistic_leaves_almost_none():
+def test_mild_preset_leaves_some_crops_clean_where_realistic_and_phone_leave_almost_none():
     hr = _photo("astronaut", 96, 96)
     clean = imresize.downscale(hr, 4)
     untouched = {name: np.mean([np.array_equal(degradations.degrade(hr, 4, degradations.resolve(name), (1, i)), clean)
-                                for i in range(300)]) for name in ("mild", "realistic")}
+                                for i in range(300)]) for name in ("mild", "realistic", "phone")}
     # mild: no blur (0.9) x bicubic (0.8) x no noise (0.3) x no JPEG (0.3) = 6.5% of crops;
-    # realistic: 0.5 x 0.5 x 0.2 x 0.2 x no second round (0.8) = 0.8%
-    assert 0.03 < untouched["mild"] < 0.11 and untouched["realistic"] < 0.025
+    # realistic: 0.5 x 0.5 x 0.2 x 0.2 x no second round (0.8) = 0.8%; phone: 0.95 x 0.8 x 0.1 x 0.1 = 0.8%
+    assert 0.03 < untouched["mild"] < 0.11 and untouched["realistic"] < 0.025 and untouched["phone"] < 0.025
     mild = degradations.resolve("mild")
     assert mild.second_order_p == 0 and mild.noise_sigma[1] <= 10 and mild.jpeg_quality == (40, 95)
 

@@ -61,7 +61,8 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--degradation", choices=tuple(DEGRADATION_PRESETS), default="bicubic",
         help="training LR: bicubic = the data's LR images; realistic = made from each HR crop with random "
              "blur, downscaling kernel, noise and JPEG; mild = the light noise and JPEG of phone photos, "
-             "little blur (docs/degradations.md); validation stays bicubic")
+             "little blur; phone = as mild, but noise and JPEG on nearly every crop (docs/degradations.md); "
+             "validation stays bicubic")
     add("--lr", type=positive_float, default=d["lr"], help="initial Adam learning rate (finite, > 0)")
     add("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"],
         help="step: x--lr-decay-factor every --lr-decay-epochs; cosine: per-epoch cosine decay to 0 over --epochs; "
