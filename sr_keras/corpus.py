@@ -12,6 +12,7 @@ ukui-wallpapers is left out: its images are illustrations, not photographs.
 Each photograph goes to exactly one split (SPLITS), never split by crop. Images are converted to RGB
 and, like DIV2K, reduced with Pillow's Lanczos to at most 2040 pixels on the long side (which also
 averages away most of the wallpapers' JPEG blocking), then written as PNG to OUT_DIR/{train,valid,test}/
+(with `--train-scales`, each training photograph also reduced by the given factors)
 - the HR-folder layout the training scripts read with `--data OUT_DIR`. OUT_DIR/manifest.json lists
 every file with its source, licence and SHA-256, so a rebuild can be checked against a model card.
 """
@@ -154,28 +155,68 @@ def output_name(key):
     return f"{source}_{os.path.splitext(name)[0]}.png"
 
 
-def build(out_dir, progress=print):
-    """Write the corpus to out_dir; returns the manifest (also written to out_dir/manifest.json)."""
+def check_train_scales(train_scales):
+    """The sorted, de-duplicated tuple of train_scales, each in (0, 1]; ValueError otherwise."""
+    scales = tuple(sorted({float(s) for s in train_scales}, reverse=True))
+    if not scales or not all(0.0 < s <= 1.0 for s in scales):
+        raise ValueError(f"train_scales must be factors in (0, 1]. Received: train_scales={train_scales!r}")
+    return scales
+
+
+def scaled_name(name, factor):
+    """File name of a training photograph reduced by `factor` (unchanged at 1): a.png -> a_s50.png at 0.5."""
+    stem, ext = os.path.splitext(name)
+    return name if factor == 1.0 else f"{stem}_s{round(factor * 100):02d}{ext}"
+
+
+def reduce_by(rgb, factor):
+    """Lanczos-reduce an RGB uint8 image by `factor` in (0, 1] (the image itself at 1)."""
     from PIL import Image
 
+    if factor == 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+def build(out_dir, progress=print, train_scales=(1.0,)):
+    """Write the corpus to out_dir; returns the manifest (also written to out_dir/manifest.json).
+
+    Args:
+        out_dir: the corpus folder.
+        progress: called with one line per written file.
+        train_scales: factors in (0, 1]: each training photograph is also written reduced by each factor
+            below 1 (Real-ESRGAN's multi-scale copies: more texture scales from few photographs, and cleaner
+            HR). Validation and test photographs are written once, at full size.
+    """
+    from PIL import Image
+
+    scales = check_train_scales(train_scales)
     licences = lomiri_licences()
     entries = []
     for key, split in SPLITS.items():
         source, name = key.split(":", 1)
-        rgb = reduce_long_side(np.ascontiguousarray(LOADERS[source](name)[..., :3]))
+        full = reduce_long_side(np.ascontiguousarray(LOADERS[source](name)[..., :3]))
         folder = os.path.join(out_dir, split)
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, output_name(key))
-        with atomic_file(path) as tmp:
-            Image.fromarray(rgb).save(tmp, format="PNG")
         licence = licences.get(name, "see the package's copyright file") if source == "lomiri" else LICENCES[source]
-        entries.append({"file": os.path.join(split, os.path.basename(path)), "source": key, "split": split,
-                        "size": [int(rgb.shape[1]), int(rgb.shape[0])], "licence": licence,
-                        "sha256": sha256(path)})
-        progress(f"{split:5s} {entries[-1]['file']} {rgb.shape[1]}x{rgb.shape[0]}")
+        for factor in scales if split == "train" else (1.0,):
+            rgb = reduce_by(full, factor)
+            path = os.path.join(folder, scaled_name(output_name(key), factor))
+            with atomic_file(path) as tmp:
+                Image.fromarray(rgb).save(tmp, format="PNG")
+            entry = {"file": os.path.join(split, os.path.basename(path)), "source": key, "split": split,
+                     "size": [int(rgb.shape[1]), int(rgb.shape[0])], "licence": licence, "sha256": sha256(path)}
+            if factor != 1.0:
+                entry["scale"] = factor
+            entries.append(entry)
+            progress(f"{split:5s} {entry['file']} {rgb.shape[1]}x{rgb.shape[0]}")
     manifest = {"description": "sr-keras photo corpus (python tools/build_corpus.py)", "long_side": LONG_SIDE,
                 "excluded": LOMIRI_EXCLUDED, "files": entries,
                 "counts": {s: sum(e["split"] == s for e in entries) for s in ("train", "valid", "test")}}
+    if scales != (1.0,):
+        manifest["train_scales"] = list(scales)
     atomic_write_text(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1))
     return manifest
 

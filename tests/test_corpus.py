@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from sr_keras import corpus
 
@@ -48,3 +49,20 @@ def test_build_writes_split_folders_and_a_manifest_with_checksums(tmp_path, monk
         assert entry["size"] == [40, 30]
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     assert not [n for n in os.listdir(tmp_path / "train") if n.startswith(".tmp-")]
+
+
+def test_train_scales_add_reduced_copies_of_training_photographs_only(tmp_path, monkeypatch):
+    photos = {"p:a": "train", "p:b": "valid", "p:c": "test"}
+    monkeypatch.setattr(corpus, "SPLITS", photos)
+    monkeypatch.setattr(corpus, "LOADERS", {"p": lambda name: np.full((40, 60, 3), 7, np.uint8)})
+    monkeypatch.setattr(corpus, "LICENCES", {"p": "test licence"})
+    manifest = corpus.build(str(tmp_path), progress=lambda line: None, train_scales=(0.5, 1, 0.75))
+    assert manifest["counts"] == {"train": 3, "valid": 1, "test": 1} and manifest["train_scales"] == [1.0, 0.75, 0.5]
+    sizes = {e["file"]: e["size"] for e in manifest["files"]}
+    # 60x40 reduced by 0.75 -> 45x30, by 0.5 -> 30x20; valid and test once, full size
+    assert sizes == {os.path.join("train", "p_a.png"): [60, 40], os.path.join("train", "p_a_s75.png"): [45, 30],
+                     os.path.join("train", "p_a_s50.png"): [30, 20], os.path.join("valid", "p_b.png"): [60, 40],
+                     os.path.join("test", "p_c.png"): [60, 40]}
+    assert sorted(os.listdir(tmp_path / "train")) == ["p_a.png", "p_a_s50.png", "p_a_s75.png"]
+    with pytest.raises(ValueError, match=r"Received: train_scales=\(1\.5,\)"):
+        corpus.build(str(tmp_path), progress=lambda line: None, train_scales=(1.5,))

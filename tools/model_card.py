@@ -104,11 +104,14 @@ def training_data(corpus_dir, source):
     with open(os.path.join(corpus_dir, "manifest.json")) as f:
         manifest = json.load(f)
     used = [e for e in manifest["files"] if e["split"] in ("train", "valid")]
+    scales = {"train_scales": manifest["train_scales"],
+              "train_photographs": len({e["source"] for e in manifest["files"] if e["split"] == "train"})} \
+        if "train_scales" in manifest else {}
     return {
         "corpus": "python tools/build_corpus.py CORPUS_DIR (photographs of the Debian packages "
                   "lomiri-wallpapers-16.04/20.04, scikit-image, scikit-learn and matplotlib samples)",
         "train_images": manifest["counts"]["train"], "validation_images": manifest["counts"]["valid"],
-        "test_images_held_back": manifest["counts"]["test"], "hr_long_side": manifest["long_side"],
+        "test_images_held_back": manifest["counts"]["test"], "hr_long_side": manifest["long_side"], **scales,
         "licences": sorted({e["licence"] for e in used}),
         "licence_note": "CC-BY/CC-BY-SA/CC0 and public-domain photographs (per-file licences and authors in the "
                         "corpus manifest); credit them when redistributing",
