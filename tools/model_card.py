@@ -138,7 +138,8 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None,
     params = count_trainable(load_keras_model(export_dir))
     with open(os.path.join(run_dir, "checkpoints", "checkpoint.json")) as f:
         state = json.load(f)
-    rec = recipe(commands[-1])  # a resumed run's last command holds its final settings
+    # a resumed run's last training command holds its final settings (an interpolate.py step may follow it)
+    rec = recipe([c for c in commands if "train_srresnet.py" in c][-1])
     data_source = rec["data"]
     test_source = corpus_dir if corpus_dir is not None else data_source
     return {
@@ -174,7 +175,8 @@ def main(argv=None):
     parser.add_argument("--corpus", default=None,
                         help="the corpus folder it trained on (with manifest.json); omit for --data samples runs")
     parser.add_argument("--command", required=True, action="append",
-                        help="the exact training command; repeat it for each command of a resumed run, in order")
+                        help="the exact training command; repeat it for each command of a resumed run, in order, then "
+                             "any interpolate.py command that made the export from the run's")
     parser.add_argument("--commit", required=True, help="the commit the training ran at")
     parser.add_argument("--notes", default="", help="anything else the card should say")
     parser.add_argument("--init-card", default=None, metavar="MODEL_CARD_JSON",

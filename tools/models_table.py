@@ -21,6 +21,11 @@ from sr_keras.errors import UserError, cli_entry  # noqa: E402
 START, END = "<!-- models-table -->", "<!-- /models-table -->"
 
 
+def _degradation_name(card, data):
+    degradation = card.get("degradation") or data.get("degradation", "bicubic")
+    return degradation["name"] if isinstance(degradation, dict) else degradation.split(" ")[0]
+
+
 def rows(models_dir):
     cards = []
     for path in sorted(glob.glob(os.path.join(models_dir, "*", "model_card.json"))):
@@ -31,15 +36,20 @@ def rows(models_dir):
              "|---|---|---|---|---|---|---|---|"]
     for c in cards:
         data = c["training_data"]
-        trained_on = f"{data['train_images']} photos" if "train_images" in data else f"`--data {data['data']}`"
-        degradation = c.get("degradation") or data.get("degradation", "bicubic")
-        degradation = degradation["name"] if isinstance(degradation, dict) else degradation.split(" ")[0]
+        if "train_photographs" in data:
+            trained_on = f"{data['train_photographs']} photos at {len(data['train_scales'])} scales"
+        else:
+            trained_on = f"{data['train_images']} photos" if "train_images" in data else f"`--data {data['data']}`"
+        degradations = [_degradation_name(c, data)]
         steps, wall = f"{c['optimizer_steps']:,} ({c['batch']} x {c['hr_crop']})", c["wall_time_s"]
         parent = c.get("initialised_from")
         while parent:  # a fine-tuned model: every stage's steps, the first first
             steps = f"{parent['optimizer_steps']:,} ({parent['batch']} x {parent['hr_crop']}) + {steps}"
             wall += parent["wall_time_s"]
+            degradations.insert(0, _degradation_name(parent, {}))
             parent = parent.get("initialised_from")
+        # the LR models of the stages, first first; bicubic only where no stage degraded
+        degradation = ", ".join(dict.fromkeys(d for d in degradations if d != "bicubic")) or "bicubic"
         t = c.get("test_photographs") or c["test_split"]  # shipped cards (tools/model_card.py) or a run's own
         lines.append(
             f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
