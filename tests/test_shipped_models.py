@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from sr_keras.errors import UserError
 from sr_keras.loading import load_generator_config, load_keras_model
 from sr_keras.models import count_trainable
 
@@ -56,3 +57,37 @@ def test_table_row_of_a_fine_tuned_model_counts_every_stage(tmp_path):
     (tmp_path / "tuned_x4" / "model_card.json").write_text(json.dumps(card))
     row = models_table.rows(str(tmp_path))[-1]
     assert "| 2,400 (16 x 96) + 2,000 (16 x 128) | 90 min |" in row and "(+1.50 dB)" in row
+
+
+def test_table_row_names_every_stage_degradation_and_the_corpus_scales(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import models_table
+
+    score = {"psnr_y": 30.0, "ssim_y": 0.8}
+    first = dict(optimizer_steps=100, batch=16, hr_crop=96, wall_time_s=60, degradation="bicubic (Pillow) x1/4")
+    second = dict(optimizer_steps=100, batch=16, hr_crop=96, wall_time_s=60, degradation={"name": "mild"},
+                  initialised_from=first)
+    third = dict(optimizer_steps=100, batch=4, hr_crop=192, wall_time_s=60, degradation={"name": "phone"},
+                 initialised_from=second)
+    card = dict(name="real_x4", architecture={"scale": 4}, trainable_parameters=1_549_462,
+                training_data={"train_images": 51, "train_photographs": 17, "train_scales": [1.0, 0.75, 0.5]},
+                degradation={"name": "mild"}, optimizer_steps=100, batch=4, hr_crop=192, wall_time_s=60,
+                initialised_from=third,
+                test_photographs={"bicubic": score, "model": score, "gain": {"psnr_y": 0.0}})
+    (tmp_path / "real_x4").mkdir()
+    (tmp_path / "real_x4" / "model_card.json").write_text(json.dumps(card))
+    row = models_table.rows(str(tmp_path))[-1]
+    # stages first to last: bicubic, mild, phone, mild -> each degraded LR model once, in order
+    assert "| 17 photos at 3 scales, mild, phone LR |" in row
+
+
+def test_card_recipe_comes_from_the_last_training_command_not_a_later_interpolation():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import model_card
+
+    commands = ["python train_srresnet.py --epochs 30", "python train_srresnet.py --epochs 30 --resume --epochs 20",
+                "python interpolate.py a b --alpha 0.5 --out c"]
+    assert model_card.last_training_command(commands) == commands[1]
+    assert model_card.recipe(model_card.last_training_command(commands))["epochs"] == 20
+    with pytest.raises(UserError, match="no train_srresnet.py command"):
+        model_card.last_training_command(commands[2:])

@@ -27,6 +27,15 @@ from sr_keras.errors import UserError, cli_entry  # noqa: E402
 TABLE1 = {2: 1_401_749, 3: 1_586_389, 4: 1_549_462}
 
 
+def last_training_command(commands):
+    """The command whose flags are the recipe: a resumed run's last training command holds its final
+    settings, and an interpolate.py step that made the export from the run's may follow it."""
+    training = [c for c in commands if "train_srresnet.py" in c]
+    if not training:
+        raise UserError(f"no train_srresnet.py command among --command. Received: {commands!r}")
+    return training[-1]
+
+
 def recipe(command):
     """The training flags of `command`, as train_srresnet.py's parser reads them (defaults included)."""
     from sr_keras.cli import train_srresnet
@@ -138,8 +147,7 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None,
     params = count_trainable(load_keras_model(export_dir))
     with open(os.path.join(run_dir, "checkpoints", "checkpoint.json")) as f:
         state = json.load(f)
-    # a resumed run's last training command holds its final settings (an interpolate.py step may follow it)
-    rec = recipe([c for c in commands if "train_srresnet.py" in c][-1])
+    rec = recipe(last_training_command(commands))
     data_source = rec["data"]
     test_source = corpus_dir if corpus_dir is not None else data_source
     return {
