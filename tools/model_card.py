@@ -117,7 +117,9 @@ def training_data(corpus_dir, source):
               "train_photographs": len({e["source"] for e in manifest["files"] if e["split"] == "train"})} \
         if "train_scales" in manifest else {}
     return {
-        "corpus": "python tools/build_corpus.py CORPUS_DIR (photographs of the Debian packages "
+        "corpus": "python tools/build_corpus.py CORPUS_DIR"
+                  + (f" --train-scales {','.join(f'{v:g}' for v in manifest['train_scales'])}" if scales else "")
+                  + " (photographs of the Debian packages "
                   "lomiri-wallpapers-16.04/20.04, scikit-image, scikit-learn and matplotlib samples)",
         "train_images": manifest["counts"]["train"], "validation_images": manifest["counts"]["valid"],
         "test_images_held_back": manifest["counts"]["test"], "hr_long_side": manifest["long_side"], **scales,
