@@ -132,14 +132,7 @@ LOADERS = {"lomiri": _lomiri, "skimage": _skimage, "sklearn": _sklearn, "matplot
 
 def reduce_long_side(rgb, long_side=LONG_SIDE):
     """Lanczos-reduce an RGB uint8 image so its long side is at most long_side (never enlarged)."""
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    if max(h, w) <= long_side:
-        return rgb
-    factor = long_side / max(h, w)
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return reduce_by(rgb, min(1.0, long_side / max(rgb.shape[:2])))
 
 
 def sha256(path):

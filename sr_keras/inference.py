@@ -182,7 +182,6 @@ def probe_reach(run_uint8, scale, flag="--model", shown=None):
     centre line, in turn) and the farthest output row or column that changes beyond the line is
     found. A half-plane rather than one pixel: its effect sums over many pixels, so it survives the
     rounding to uint8 as far as any real influence does (+1 for the last fractions of a level).
-    Each probe image is its own call (batches of one), so a model fixed to one image per batch works.
 
     Args:
         run_uint8: callable N x H x W x 3 uint8 -> N x sH x sW x 3 uint8.
@@ -207,7 +206,7 @@ def probe_reach(run_uint8, scale, flag="--model", shown=None):
         y[index] = 255 - y[index]
         probes.append(y)
     try:
-        out = [run_uint8(probe[None])[0] for probe in probes]
+        out = run_uint8(np.stack(probes))  # open_savedmodel's run_uint8 splits it for a batch-of-one signature
     except UserError:
         raise
     except Exception as e:  # it took 8x8 and 8x12 (probe_scale) but not this size: no tile margin is known

@@ -113,13 +113,13 @@ def training_data(corpus_dir, source):
     with open(os.path.join(corpus_dir, "manifest.json")) as f:
         manifest = json.load(f)
     used = [e for e in manifest["files"] if e["split"] in ("train", "valid")]
-    scales = {"train_scales": manifest["train_scales"],
-              "train_photographs": len({e["source"] for e in manifest["files"] if e["split"] == "train"})} \
-        if "train_scales" in manifest else {}
+    command, scales = "python tools/build_corpus.py CORPUS_DIR", {}
+    if "train_scales" in manifest:  # a multi-scale corpus: its flag, and the photographs behind its files
+        command += f" --train-scales {','.join(f'{v:g}' for v in manifest['train_scales'])}"
+        scales = {"train_scales": manifest["train_scales"],
+                  "train_photographs": len({e["source"] for e in manifest["files"] if e["split"] == "train"})}
     return {
-        "corpus": "python tools/build_corpus.py CORPUS_DIR"
-                  + (f" --train-scales {','.join(f'{v:g}' for v in manifest['train_scales'])}" if scales else "")
-                  + " (photographs of the Debian packages "
+        "corpus": f"{command} (photographs of the Debian packages "
                   "lomiri-wallpapers-16.04/20.04, scikit-image, scikit-learn and matplotlib samples)",
         "train_images": manifest["counts"]["train"], "validation_images": manifest["counts"]["valid"],
         "test_images_held_back": manifest["counts"]["test"], "hr_long_side": manifest["long_side"], **scales,
