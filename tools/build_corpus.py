@@ -29,7 +29,7 @@ def _scales(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("out_dir", help="folder to write train/, valid/, test/ and manifest.json into")
-    parser.add_argument("--train-scales", type=_scales, default=(1.0,), metavar="F,F,...",
+    parser.add_argument("--train-scales", type=_scales, default="1", metavar="F,F,...",
                         help="also write each training photograph Lanczos-reduced by these factors in (0, 1], "
                              "e.g. 1,0.75,0.5,0.33 (Real-ESRGAN's multi-scale copies); validation and test stay "
                              "full size")
