@@ -3,6 +3,8 @@
 python -m benchmarks data --data DIR --track bicubic_x4 --batch 8 --hr-crop 180 --steps 60
 The decoding pass (which fills the in-memory cache) and --warmup batches are timed separately.
 --degradation realistic times the LR made from each HR crop (docs/degradations.md).
+With KERAS_BACKEND=jax it times the PyDataset pipeline of machines without TensorFlow (sr_keras.pydata);
+"backend" in the JSON line says which pipeline ran.
 """
 import argparse
 import json
@@ -29,6 +31,8 @@ def main(argv):
     args = p.parse_args(argv)
     hide_tensorflow_banner()
 
+    import keras
+
     from sr_keras import data
 
     t0 = time.perf_counter()
@@ -43,11 +47,11 @@ def main(argv):
         lr, hr = next(it)
     elapsed = time.perf_counter() - t1
     print(json.dumps({
-        "benchmark": "data", "data": args.data, "track": args.track, "degradation": args.degradation,
+        "benchmark": "data", "backend": keras.backend.backend(), "data": args.data, "track": args.track, "degradation": args.degradation,
         "batch": args.batch,
         "hr_crop": int(hr.shape[1]), "lr_crop": int(lr.shape[1]), "steps": args.steps,
         "crops_per_s": round(args.steps * args.batch / elapsed, 1),
         "build_s": round(build_s, 2), "cpus": os.cpu_count(),
     }))
     sys.stdout.flush()
-    os._exit(0)  # skip tf.data iterator teardown of the infinite pipeline
+    os._exit(0)  # skip the teardown of the infinite pipeline (tf.data iterator, or PyDataset's threads)

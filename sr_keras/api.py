@@ -7,8 +7,8 @@
 Names resolve as for `upscale.py --model` (sr_keras.loading.resolve_model): the repository's
 saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
 same tiles, grey stays grey, alpha is upscaled with bicubic. A SavedModel folder without model.keras
-is checked before any of it runs, as by upscale.py (sr_keras.model_safety); `trust_model=True` skips
-the check, for SavedModels you wrote yourself.
+is refused, as by upscale.py, unless `trust_model=True` vouches for it (for SavedModels you wrote
+yourself); even then it is checked before any of it runs (sr_keras.model_safety).
 """
 import os
 
@@ -24,8 +24,8 @@ def load(name_or_path, trust_model=False):
 
     Args:
         name_or_path: a model name (e.g. "srresnet_x4"), an export folder or a .keras file.
-        trust_model: load a SavedModel folder without model.keras unchecked (sr_keras.model_safety);
-            only for SavedModels you wrote yourself.
+        trust_model: vouch for a SavedModel folder without model.keras (refused otherwise); its graph is
+            still checked (sr_keras.model_safety). Only for SavedModels you wrote yourself.
 
     Returns:
         sr_keras.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.

@@ -8,7 +8,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from sr_keras import runs
 from sr_keras.config import RunState
@@ -163,9 +162,13 @@ class ImagePanel(keras.callbacks.Callback):
         self.writer = None
 
     def on_train_begin(self, logs=None):
+        import tensorflow as tf  # TensorBoard's image summaries: the training scripts add this panel on TF only
+
         self.writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         with self.writer.as_default(), _applied(self.average):
             for i, (lr, bicubic, hr) in enumerate(self.pairs):
                 sr = to_uint8(keras.ops.convert_to_numpy(
@@ -193,8 +196,9 @@ def _panel_crop(lr, hr, scale):
 class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch: the selected generator's weights (when the monitored value improved, or every
     epoch with monitor=None), the trainer's weights with optimizer state, then checkpoint.json (a
-    config.RunState) naming them. Files no longer named by checkpoint.json are removed only after it is
-    replaced, so a kill at any moment leaves the last complete epoch.
+    config.RunState) naming them. The weights files the previous checkpoint.json named and the new one does
+    not are removed only after it is replaced, so a kill at any moment leaves the last complete epoch. No
+    other file in the folder is removed, except temporary files a killed save left (runs.stale_temp_files).
 
     Args:
         out_dir: the run folder.
@@ -221,6 +225,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best = state.best_value if same else None
         self.best_epoch = state.best_epoch if same else None
         self.saved_epoch = state.epoch if state is not None else None
+        # the weights files of this run that checkpoint.json names: the only ones the cleanup removes
+        self.named = {state.last, state.best} - {None} if state is not None else set()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -238,10 +244,13 @@ class RunCheckpoint(keras.callbacks.Callback):
                     if self.saved_epoch else "no epoch was saved: make room, then start again")
             raise CheckpointWriteError(f"cannot save the checkpoint of epoch {epoch + 1} in {self.dir} "
                                        f"({e.strerror or first_line(e)}): training stopped; {kept}") from None
-        keep = {runs.STATE_FILE, last_file, self.best_file}
-        for name in os.listdir(self.dir):
-            if name not in keep and name.endswith(".weights.h5") and not name.startswith(".tmp-"):
+        # Only what this run wrote and its previous checkpoint.json named: anything else in the folder (a
+        # user's backup, a file of another run) is not this run's to delete.
+        keep = {last_file, self.best_file} - {None}
+        for name in self.named - keep:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.dir, name))
+        self.named = keep
         # one trainer per run folder: another pid's temporary file is a leftover of a killed run
         for name in runs.stale_temp_files(self.dir):
             os.remove(os.path.join(self.dir, name))

@@ -3,6 +3,12 @@ import dataclasses
 import json
 
 ARCHITECTURES = ("srresnet", "rrdbnet")
+SCALES = (2, 3, 4, 8)
+# What a generator.json from elsewhere may ask for (from_dict): well above the report's networks (16
+# SRResNet blocks, 23 RRDB blocks of 64 channels), far below a build that takes minutes or gigabytes.
+LIMITS = {"num_blocks": 100, "filters": 512, "growth": 256}
+# generator.json is a handful of fields: a larger file is refused before it is parsed.
+MAX_JSON_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +47,31 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, values):
-        """Inverse of to_dict; unknown keys are an error (a config written by a newer version)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        """Inverse of to_dict, for a config read from a file (untrusted): every field is checked before
+        anything is built.
+
+        Raises:
+            ValueError: naming the first wrong field: not an object, an unknown key (a config written by
+                a newer version), no scale, a field of the wrong type, a scale not in SCALES, a size
+                outside 1..LIMITS.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"a generator config is a JSON object. Received: {type(values).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k)[:40] for k in set(values) - set(fields))
         if unknown:
-            raise ValueError(f"unknown generator config keys {unknown}. Received: {values!r}")
+            raise ValueError(f"unknown generator config keys {unknown[:5]}")
+        if "scale" not in values:
+            raise ValueError("no 'scale' key")
+        for name, value in values.items():
+            kind = fields[name].type  # int, bool or str
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"{name!r} must be of type {kind.__name__}. Received: {name}={repr(value)[:40]}")
+        if values["scale"] not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}. Received: scale={values['scale']!r}")
+        for name, top in LIMITS.items():
+            if name in values and not 1 <= values[name] <= top:
+                raise ValueError(f"{name} must be in 1..{top}. Received: {name}={values[name]!r}")
         return cls(**values)
 
     def to_json(self):
@@ -53,7 +79,19 @@ class GeneratorConfig:
 
     @classmethod
     def from_json(cls, text):
-        return cls.from_dict(json.loads(text))
+        """from_dict of a JSON text of at most MAX_JSON_BYTES (longer text, however nested, is not parsed).
+
+        Raises:
+            ValueError: saying what is wrong (too long, not JSON, nested too deeply, a field as from_dict).
+        """
+        size = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else len(text)
+        if size > MAX_JSON_BYTES:
+            raise ValueError(f"over {MAX_JSON_BYTES // 1024} kB, far more than a generator config takes")
+        try:
+            values = json.loads(text)
+        except RecursionError:  # "[[[[...": Python's parser recurses once per level
+            raise ValueError("nested too deeply to be a generator config") from None
+        return cls.from_dict(values)
 
     def describe(self):
         """The training flags that rebuild this generator."""

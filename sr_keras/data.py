@@ -8,14 +8,15 @@ The public face of the data side (docs/data.md):
 Behind it: sr_keras.sources (tfds, DIV2K folders, HR-only folders, samples -> pairs),
 sr_keras.pairing (the PAIRING RULE, checks, reading a pair with sr_keras.imageio),
 sr_keras.pipeline (the tf.data pipelines and how crops follow from the seed and the epoch) and
-sr_keras.degradations (training LR made from each HR crop on the fly, docs/degradations.md).
+sr_keras.degradations (training LR made from each HR crop on the fly, docs/degradations.md). On a Keras
+backend other than TensorFlow the same datasets are keras.utils.PyDataset objects of sr_keras.pydata.
 """
 import concurrent.futures
 import os
 import random
 import sys
 
-from sr_keras import degradations, pairing, pipeline, sources
+from sr_keras import backend, degradations, pairing, pipeline, sources
 from sr_keras.errors import UserError
 from sr_keras.sources import SAMPLE_SPLITS, SPLITS, TRACKS, scale_of
 
@@ -36,6 +37,8 @@ def eval_pairs(source, track, split, *, data_dir=None, manual_dir=None):
         source, track, split, data_dir, manual_dir: as eval_dataset's.
     """
     source, scale = os.fspath(source), scale_of(track)
+    if sources.is_tfds(source):
+        backend.require_tensorflow(f"--data {source} (tensorflow-datasets)")
     pairs, label = sources.resolve(source, track, split, data_dir, manual_dir)
     pairing.check_pairs(pairs, scale, label)
     return pairs
@@ -48,6 +51,10 @@ def eval_dataset(source, track, split, *, data_dir=None, manual_dir=None):
     assignment in docs/data.md. HR is trimmed to scale x LR (PAIRING RULE). Files are checked here.
     """
     pairs = eval_pairs(source, track, split, data_dir=data_dir, manual_dir=manual_dir)
+    if not backend.is_tensorflow():
+        from sr_keras.pydata import EvalSequence
+
+        return EvalSequence(pairs, scale_of(track))
     return pipeline.eval_pipeline(pairs, scale_of(track))
 
 
@@ -158,10 +165,15 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
     hr_only = degradation is not None
     lr_crop = int(hr_crop) // scale
     if sources.is_tfds(source):
+        backend.require_tensorflow(f"--data {source} (tensorflow-datasets)")
         images, sizes = _tfds_images(source, track, scale, lr_crop, data_dir, manual_dir, hr_only)
     else:
         images, sizes = _folder_images(source, track, scale, lr_crop, cache, hr_only)
-    return pipeline.training_pipeline(
+    if backend.is_tensorflow():
+        make = pipeline.training_pipeline
+    else:
+        from sr_keras.pydata import TrainingSequence as make
+    return make(
         images, sizes, scale=scale, batch_size=int(batch_size), lr_crop=lr_crop, augment_p=augment_p,
         seed=random.SystemRandom().randrange(2**63) if seed is None else seed,
         start_batch=int(start_epoch) * int(steps_per_epoch or 0), degradation=degradation)

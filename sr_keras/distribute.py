@@ -1,11 +1,12 @@
 """Precision, tf.distribute strategy and seeding of a run, and the Keras plumbing that lets model.fit
-train under MultiWorkerMirroredStrategy."""
+train under MultiWorkerMirroredStrategy. TensorFlow is imported only on its backend: on JAX the default
+strategy is backend.NoStrategy and the others are refused in one line."""
 import json
 import os
 
 import keras
-import tensorflow as tf
 
+from sr_keras import backend
 from sr_keras.errors import UserError, first_line
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -21,6 +22,14 @@ def set_precision(name):
 
 def strategy_from_flag(name):
     """tf.distribute strategy for --strategy (multiworker reads the cluster from TF_CONFIG)."""
+    if name not in STRATEGIES:
+        raise UserError(f"--strategy {name}: expected one of {', '.join(STRATEGIES)}")
+    if not backend.is_tensorflow():
+        if name == "default":
+            return backend.NoStrategy()
+        backend.require_tensorflow(f"--strategy {name} (tf.distribute)")
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -65,14 +74,46 @@ def tf_config_is_chief(tf_config=None):
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy, TF and Keras, and make TF ops deterministic, so seeded runs repeat."""
+    """Seed Python, NumPy, the backend and Keras, make TF ops deterministic and (single_op_threads) run
+    each op on one thread, so seeded runs repeat bit for bit."""
     if seed is None:
         return
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if backend.is_tensorflow():
+        import tensorflow as tf
+
+        single_op_threads(seed)
+        tf.config.experimental.enable_op_determinism()
+
+
+def single_op_threads(seed):
+    """With a seed, TensorFlow computes each op on one thread (intra-op parallelism 1; independent ops
+    still run side by side); returns whether it does.
+
+    Op determinism alone does not make a CPU run repeat on a busy machine: oneDNN splits a kernel's sums
+    over the thread count it reads when it builds the kernel, a per-thread value that TensorFlow sets
+    for each oneDNN op it runs (1 for small matrix products, the pool's size otherwise), and an op may
+    build its kernel before setting its own: the split can follow whichever op that thread ran last,
+    i.e. the scheduling. One thread per op leaves no split to vary. It must be set before TensorFlow runs
+    its first op (the training scripts call this first thing); later, with another setting, it cannot
+    change and this returns False.
+    """
+    if seed is None or not backend.is_tensorflow():
+        return False
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow's runtime already started with another setting
+        return False
+    return True
 
 
 def is_multi_worker(strategy):
+    if not backend.is_tensorflow():
+        return False
+    import tensorflow as tf
+
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -92,22 +133,24 @@ class MultiWorkerFit:
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self.distribute_strategy
         if iterator is not None and is_multi_worker(strategy):
+            import tensorflow as tf
+
             for _, _, it in iterator:
                 data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], next(it))
                 break
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
-    def train_step(self, data):
-        return self.reducible_logs(super().train_step(data))
+    def train_step(self, *args):  # (data) on TensorFlow, (state, data) on JAX
+        return self.reducible_logs(super().train_step(*args))
 
-    def test_step(self, data):
-        return self.reducible_logs(super().test_step(data))
+    def test_step(self, *args):
+        return self.reducible_logs(super().test_step(*args))
 
     def reducible_logs(self, logs):
         """The step's logs in the form Keras can reduce under the strategy (a custom train_step or
         test_step overriding this mixin's returns its logs through this)."""
-        if not is_multi_worker(self.distribute_strategy):
+        if not is_multi_worker(getattr(self, "distribute_strategy", None)):  # JAX models have none
             return logs
         return {key: keras.ops.expand_dims(value, 0) for key, value in logs.items()}
 
@@ -127,6 +170,8 @@ def replicate_for_replicas(val_ds, replicas):
     """
     if replicas <= 1:
         return val_ds
+    import tensorflow as tf
+
     val_ds = val_ds.map(lambda lr, hr: (tf.repeat(lr, replicas, axis=0), tf.repeat(hr, replicas, axis=0)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

@@ -1,11 +1,12 @@
-"""Scoring SR models against bicubic (PSNR/SSIM on Y, the report's Table 2) and the result files.
+"""Scoring SR models against bicubic (PSNR/SSIM on Y, the report's Table 2; NIQE) and the result files.
 
 Pairs come from a folder of HR photographs (LR given by file stem or made with MATLAB-style bicubic)
 or from a DIV2K track (sr_keras.data), optionally degraded (`Options.degrade`: noise and JPEG added
 to each LR, sr_keras.degradations.EvalDegradation). Each image is scored against its clean HR for the
-bicubic baseline and for every model; `Scores` keeps the per-image values and the means per
-(model, track), and `write_results` writes results.json/.csv/.md and per_image.csv. The metric
-convention is sr_keras.metrics'.
+bicubic baseline and for every model, and with NIQE the HR image gets its own row (sr_keras.results:
+`Scores` keeps the per-image values and the means per (model, track), `write_results` writes
+results.json/.csv/.md and per_image.csv). The metric conventions are sr_keras.metrics' and
+sr_keras.perception's; the perception-distortion figure is sr_keras.figures'.
 
 What headers tell (unreadable, bomb, floating point, too small to score, LR/HR not a pair) fails
 before any model loads. Later failures are per image: an image a model cannot take (non-finite
@@ -14,12 +15,9 @@ means stay over one set of images); the rest is scored. A failed write (a full d
 line; atomic writes leave no partial file.
 """
 import contextlib
-import csv
 import dataclasses
 import errno
 import functools
-import io
-import json
 import math
 import os
 import sys
@@ -28,25 +26,39 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from sr_keras import data, figures, imageio, imresize, metrics, pairing, tensorboard
+from sr_keras import data, figures, imageio, imresize, metrics, pairing, results, tensorboard
 from sr_keras.errors import UserError, one_line
 from sr_keras.inference import load_upscaler, upscale_image
+from sr_keras.results import score, too_small
 from sr_keras.upscaling import model_errors
 
 REPORT_TRACKS = ("bicubic_x2", "bicubic_x3", "bicubic_x4", "unknown_x2", "unknown_x3", "unknown_x4")
 BASELINE = "bicubic"
 CENTER = 180  # the report scored 180x180 centre crops
+PD_FIGURE = "perception_distortion.png"  # in --out: PSNR-Y against NIQE, one point per row
 
 
 def parse_models(specs):
-    """`NAME=PATH` strings (the --model values) -> [(name, path)]; UserError naming a bad one."""
+    """--model values -> [(name, path)]; UserError naming a bad one.
+
+    A value is `NAME=PATH` or a bare PATH or shipped model name (as upscale.py's --model), which
+    names its row by itself: `srresnet_x4` -> srresnet_x4, `runs/m/model.keras` -> model.
+    `bicubic` and `HR` are the baseline's and the HR images' rows.
+    """
     models = []
     for spec in specs:
         name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--model '{spec}' must be NAME=PATH, e.g. --model srresnet=saved_models/srresnet_x4")
-        if name.lower() == BASELINE:
-            raise UserError(f"--model '{spec}': the name '{BASELINE}' is the baseline row; choose another")
+        if not sep:
+            path, name = spec, os.path.basename(os.path.normpath(spec)) if spec else ""
+            stem, ext = os.path.splitext(name)
+            name = stem if ext in (".keras", ".tflite") else name
+        if not name or not path:
+            raise UserError(f"--model '{spec}' must be NAME=PATH or a model name, e.g. --model srresnet_x4 or "
+                            "--model srresnet=saved_models/srresnet_x4")
+        taken = next((row for row in (BASELINE, results.REFERENCE) if row.lower() == name.lower()), None)
+        if taken:
+            raise UserError(f"--model '{spec}': the name '{name}' is taken by the {taken} row; "
+                            "choose another (NAME=PATH)")
         if name in (m[0] for m in models):
             raise UserError(f"--model '{spec}': the name '{name}' is given twice")
         models.append((name, path))
@@ -54,15 +66,6 @@ def parse_models(specs):
 
 
 # ---------------------------------------------------------------- pairs
-
-def too_small(image, width, height, scale):
-    """The one-line UserError for an image that SSIM's window cannot score at `scale`."""
-    side = metrics.min_scorable_size(scale)
-    win = metrics.SSIM_WINDOW
-    return UserError(f"{image}: {width}x{height} is too small to score at x{scale}: SSIM's {win}x{win} window "
-                     f"needs at least {side}x{side} pixels ({win} after the {scale}-pixel border crop, "
-                     f"HR trimmed to a multiple of {scale})")
-
 
 def check_scorable(image, width, height, scale):
     """UserError naming `image`, width x height HR, when too small to score at `scale` (trimmed to its multiple)."""
@@ -150,7 +153,7 @@ class FolderTrack:
         """Yields (name, read) per HR file: read() -> (lr_u8, hr_u8), HR trimmed to `scale` times LR
         from the top-left; UserError naming a file that cannot be read or is not a pair."""
         for n in self.hr_files:
-            yield os.path.splitext(n)[0], functools.partial(self._read, n)
+            yield printable(os.path.splitext(n)[0]), functools.partial(self._read, n)
 
 
 class Div2kTrack:
@@ -173,9 +176,15 @@ class Div2kTrack:
             yield name, functools.partial(pairing.read_pair, pair, self.scale)
 
 
+def printable(name):
+    """A file name as text that any file and terminal take: the bytes of a name that is not UTF-8
+    (kept by Python as surrogates) written as escapes, 'caf\\xe9'."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def image_name(name):
     """'.../DIV2K_valid_HR/0851.png' -> '0851'; 'samples:chelsea' -> 'chelsea'."""
-    return os.path.splitext(os.path.basename(str(name).split(":")[-1]))[0]
+    return printable(os.path.splitext(os.path.basename(str(name).split(":")[-1]))[0])
 
 
 def center_crop(lr, hr, scale, size=CENTER):
@@ -196,34 +205,6 @@ def center_crop(lr, hr, scale, size=CENTER):
 
 
 # ---------------------------------------------------------------- scoring
-
-class Scores:
-    """Per-image scores; means per (model, track)."""
-
-    def __init__(self):
-        self.per_image = []
-
-    def add(self, image, track, scale, model, psnr, ssim):
-        self.per_image.append({"image": image, "track": track, "scale": scale, "model": model,
-                               "psnr": psnr, "ssim": ssim})
-
-    def rows(self):
-        keys = list(dict.fromkeys((r["model"], r["track"], r["scale"]) for r in self.per_image))
-        out = []
-        for model, track, scale in keys:
-            sel = [r for r in self.per_image if (r["model"], r["track"], r["scale"]) == (model, track, scale)]
-            out.append({"model": model, "track": track, "scale": scale,
-                        "psnr": float(np.mean([r["psnr"] for r in sel])),
-                        "ssim": float(np.mean([r["ssim"] for r in sel])), "images": len(sel)})
-        return out
-
-
-def score(hr, sr, scale, image):
-    """(PSNR, SSIM) on Y of uint8 `sr` against `hr`; UserError naming `image` when it is too small."""
-    if min(hr.shape[:2]) < metrics.min_scorable_size(scale):
-        raise too_small(image, hr.shape[1], hr.shape[0], scale)
-    return metrics.psnr_y(hr, sr, scale), metrics.ssim_y(hr, sr, scale)
-
 
 def bicubic_vs_model(export_dir, pairs, scale):
     """Mean PSNR-Y / SSIM-Y of bicubic and of the exported SavedModel on (lr, hr) float pairs."""
@@ -247,62 +228,6 @@ def format_table(scores, n, scale):
         f"  {'model':8s} {mp:8.2f} {ms:8.4f}",
         f"  {'gain':8s} {mp - bp:+8.2f} {ms - bs:+8.4f}",
     ])
-
-
-# ---------------------------------------------------------------- result files
-
-def _finite(v):
-    return v if isinstance(v, float) and math.isfinite(v) else None
-
-
-def _csv(rows, fields):
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.4f}" if isinstance(r[k], float) else ("" if r[k] is None else r[k]))
-                    for k in fields})
-    return buf.getvalue()
-
-
-def scale_note(protocol):
-    return ("whole images, `scale` border pixels cropped" if protocol == "full"
-            else "180x180 HR centre crops, `scale` border pixels cropped")
-
-
-def results_markdown(rows, protocol, degrade=None):
-    """Table 2 shape: models as rows, tracks as columns, PSNR/SSIM cells."""
-    cols = list(dict.fromkeys(r["track"] or f"x{r['scale']}" for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    cell = {(r["model"], r["track"] or f"x{r['scale']}"): f"{r['psnr']:.2f}/{r['ssim']:.4f}" for r in rows}
-    degraded = f"; LR degraded with --degrade {degrade.spec()} ({degrade.describe()})" if degrade else ""
-    lines = [f"PSNR (dB) / SSIM on Y, {scale_note(protocol)}{degraded}", "",
-             "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += ["| " + m + " | " + " | ".join(cell.get((m, c), "-") for c in cols) + " |" for m in models]
-    n = sorted({r["images"] for r in rows})
-    lines += ["", f"images per track: {', '.join(map(str, n))}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_results(out, protocol, scores, degrade=None):
-    """results.json/.csv/.md and per_image.csv in `out`, each written atomically; returns the Markdown.
-
-    With `degrade` (an EvalDegradation), results.json's "degradation" holds it (else null), the CSV
-    files end with a "degradation" column (its --degrade value) and results.md names it.
-    """
-    rows = scores.rows()
-    doc = {"protocol": protocol, "degradation": degrade.to_dict() if degrade else None,
-           "rows": [{**r, "psnr": _finite(r["psnr"]), "ssim": _finite(r["ssim"])} for r in rows]}
-    imageio.atomic_write_text(os.path.join(out, "results.json"), json.dumps(doc, indent=2) + "\n")
-    extra = ["degradation"] if degrade else []
-    tag = (lambda rs: [{**r, "degradation": degrade.spec()} for r in rs]) if degrade else (lambda rs: rs)
-    imageio.atomic_write_text(os.path.join(out, "results.csv"),
-                              _csv(tag(rows), ["model", "track", "scale", "psnr", "ssim", "images"] + extra))
-    md = results_markdown(rows, protocol, degrade)
-    imageio.atomic_write_text(os.path.join(out, "results.md"), md)
-    imageio.atomic_write_text(os.path.join(out, "per_image.csv"),
-                              _csv(tag(scores.per_image), ["image", "track", "scale", "model", "psnr", "ssim"] + extra))
-    return md
 
 
 # ---------------------------------------------------------------- the evaluation loop
@@ -346,6 +271,8 @@ class Options:
         degrade: a degradations.EvalDegradation added to every LR image (seeded by the image's name)
             before the centre crop and any model, or None; scores are against the clean HR.
         trust_model: run bare SavedModels unchecked (sr_keras.inference.load_upscaler).
+        metrics: the metrics to compute (sr_keras.results.METRICS order); with "niqe" the HR images
+            get a row of their own.
     """
 
     protocol: str = "full"
@@ -354,11 +281,13 @@ class Options:
     tile_overlap: int = 16
     degrade: object = None
     trust_model: bool = False
+    metrics: tuple = results.METRICS
 
 
 def _score_image(image, read, track, ups, options):
-    """(lr, hr, [(model name, sr, psnr, ssim)]) of one image, bicubic first; UserError naming the image
-    when it cannot be read or a model cannot take it."""
+    """(lr, hr, [(row name, sr, {metric: value})]) of one image: bicubic, each model, then (with NIQE)
+    the HR image's own row, its sr None; UserError naming the image when it cannot be read or a model
+    cannot take it."""
     scale = track.scale
     lr, hr = read()
     if options.degrade:
@@ -369,13 +298,15 @@ def _score_image(image, read, track, ups, options):
     for name, up in ups:
         with model_errors(f"image {image} of {track.label}, model {name}", lr.shape[1], lr.shape[0], "--tile"):
             outputs.append((name, upscale_image(up, lr, tile=options.tile, overlap=options.tile_overlap)))
-    return lr, hr, [(name, sr, *score(hr, sr, scale, image)) for name, sr in outputs]
+    if "niqe" in options.metrics:
+        outputs.append((results.REFERENCE, None))
+    return lr, hr, [(name, sr, score(hr, sr, scale, image, options.metrics)) for name, sr in outputs]
 
 
 def evaluate_track(track, ups, options, scores, out):
-    """Scores the bicubic baseline and every (name, upscaler) on each pair of `track`; writes the
-    comparison figures of the first `options.figures` images to `out`/figures. Returns the images
-    left out (each named on stderr)."""
+    """Scores the bicubic baseline, every (name, upscaler) and (with NIQE) the HR images on each pair
+    of `track`; writes the comparison figures of the first `options.figures` images to `out`/figures.
+    Returns the images left out (each named on stderr)."""
     scale, fig_dir = track.scale, os.path.join(out, "figures")
     failed = []
     bar = tqdm(track.items(), total=track.count, desc=f"evaluate {track.label}", unit="img")
@@ -386,16 +317,19 @@ def evaluate_track(track, ups, options, scores, out):
             tqdm.write(f"error: {one_line(e)} (left out of every row)", file=sys.stderr)
             failed.append(f"{image} ({track.label})")
             continue
-        panels = []
-        for name, sr, p, s in scored:
-            scores.add(image, track.track, scale, name, p, s)
-            panels.append((f"{name}\n{p:.2f} dB / {s:.4f}", sr))
+        panels, hr_label = [], "HR (ground truth)"
+        for name, sr, values in scored:
+            scores.add(image, track.track, scale, name, values)
+            if sr is None:
+                hr_label = figures.score_label(hr_label, values)
+            else:
+                panels.append((figures.score_label(name, values), sr))
         if options.figures < 0 or i < options.figures:
             path = os.path.join(fig_dir, f"{figures.safe_name(track.label)}_{figures.safe_name(image)}.png")
             title = f"{image}, {track.label}, {options.protocol}" + (
                 f", {options.degrade.spec()}" if options.degrade else "")
             with _writing(out):
-                figures.comparison_figure(path, title, lr, panels, hr, scale)
+                figures.comparison_figure(path, title, lr, panels, hr, scale, hr_label=hr_label)
     return failed
 
 
@@ -436,13 +370,28 @@ def evaluate(tracks, models, out, options, logs=()):
     ups = [track_models(track, models, cache) for track in tracks]
     with _writing(out):  # after the models: a refused one leaves no folder made
         os.makedirs(fig_dir, exist_ok=True)
-    scores, failed = Scores(), []
+    scores, failed = results.Scores(options.metrics), []
     for track, track_ups in zip(tracks, ups):
         failed += evaluate_track(track, track_ups, options, scores, out)
     if not scores.per_image:
         raise UserError(f"no image could be scored: {len(failed)} left out (reasons above)")
+    _note_missing_niqe(scores)
+    rows = scores.rows()
     with _writing(out):
         for i, (run, scalars) in enumerate(series):
             name = figures.safe_name(os.path.basename(os.path.normpath(run)) or f"run{i}")
             figures.curves_figure(os.path.join(fig_dir, f"curves_{i:02d}_{name}.png"), run, scalars)
-        return write_results(out, options.protocol, scores, options.degrade), failed
+        if {"psnr", "niqe"} <= set(options.metrics) and any(r["niqe"] is not None for r in rows):
+            figures.perception_distortion_figure(os.path.join(out, PD_FIGURE), rows, BASELINE, results.REFERENCE)
+        return results.write_results(out, options.protocol, scores, options.degrade), failed
+
+
+def _note_missing_niqe(scores):
+    """One note on stderr naming the images without NIQE (smaller than 96x96, or flat)."""
+    if "niqe" not in scores.metrics:
+        return
+    missing = list(dict.fromkeys(r["image"] for r in scores.per_image if math.isnan(r["niqe"])))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        tqdm.write(f"note: no NIQE for {len(missing)} image(s) ({shown}): NIQE needs at least one 96x96 block "
+                   "with texture; left blank", file=sys.stderr)

@@ -7,7 +7,9 @@
     out_dir/generator.json                the generator's GeneratorConfig (sr_keras.config), so loading
                                           knows exactly what was exported
 
-The folder is built beside its destination and renamed into place, so a crash never leaves a
+On a backend other than TensorFlow (KERAS_BACKEND=jax) the export is model.keras and generator.json only:
+export.py on a TensorFlow machine makes the SavedModel from it. The folder is built beside its
+destination and renamed into place, so a crash never leaves a
 half-written export where a good one was; a folder holding anything else is never overwritten.
 """
 import os
@@ -15,8 +17,8 @@ import re
 import shutil
 
 import keras
-import tensorflow as tf
 
+from sr_keras.backend import is_tensorflow
 from sr_keras.errors import UserError
 from sr_keras.imageio import atomic_write_text
 from sr_keras.loading import CONFIG_FILE, KERAS_FILE, probe_scale
@@ -28,9 +30,10 @@ EXPORT_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb", KER
 
 
 def is_export(path):
-    """True for a folder written by export_model (a SavedModel and nothing foreign)."""
+    """True for a folder written by export_model (a SavedModel or, off TensorFlow, model.keras, and nothing
+    foreign)."""
     entries = set(os.listdir(path))
-    return "saved_model.pb" in entries and entries <= EXPORT_ENTRIES
+    return bool(entries & {"saved_model.pb", KERAS_FILE}) and entries <= EXPORT_ENTRIES
 
 
 def check_export_dir(out_dir, flag="--export"):
@@ -57,6 +60,8 @@ def serving_module(model):
     the SavedModel export and the TFLite conversion (sr_keras.tflite) both write it."""
     # No archive.track(model): add_endpoint tracks the variables the endpoint uses, and tracking the model
     # as well stores every weight a second time (Keras 3.15 keeps both lists), doubling the SavedModel.
+    import tensorflow as tf
+
     archive = keras.export.ExportArchive()
 
     def serve(images):
@@ -71,14 +76,15 @@ def serving_module(model):
 
 
 def _check_matches(model, config):
-    """Refuse a config that does not describe the model: generator.json must rebuild it exactly."""
+    """Refuse a config that does not describe the model (a generator.json edited or copied from another
+    export): generator.json must rebuild it exactly. One line (UserError), before anything is written."""
     scale = probe_scale(lambda x: model(x, training=False), "model", model.name)
     if scale != config.scale:
-        raise ValueError(f"the model upscales x{scale}, its config says x{config.scale}. Received: config={config}")
+        raise UserError(f"the model upscales x{scale}, its config ({CONFIG_FILE}) says x{config.scale}")
     expected = [tuple(w.shape) for w in config.build().weights]
     if [tuple(w.shape) for w in model.weights] != expected:
-        raise ValueError(f"the model's weights do not match a generator built from its config. "
-                         f"Received: config={config}")
+        raise UserError(f"the model's weights do not match a generator built from its config ({CONFIG_FILE}: "
+                        f"{config.describe()}, x{config.scale})")
 
 
 def _without_training_state(model):
@@ -121,7 +127,8 @@ def recover_export_dir(out_dir):
 
 
 def export_model(model, out_dir, config):
-    """Write the SavedModel (uint8 serving_default), model.keras and generator.json to out_dir, atomically.
+    """Write the SavedModel (uint8 serving_default; TensorFlow only), model.keras and generator.json to
+    out_dir, atomically.
 
     Args:
         model: the generator, a float [0, 1] -> [0, 1] keras.Model.
@@ -140,7 +147,10 @@ def export_model(model, out_dir, config):
     tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        serving_module(model).write_out(tmp, verbose=False)
+        if is_tensorflow():
+            serving_module(model).write_out(tmp, verbose=False)
+        else:
+            os.makedirs(tmp)
         _without_training_state(model).save(os.path.join(tmp, KERAS_FILE))
         atomic_write_text(os.path.join(tmp, CONFIG_FILE), config.to_json() + "\n")
         _swap_into_place(tmp, out_dir)

@@ -1,6 +1,8 @@
-"""Figures of an evaluation: image comparisons with a zoomed inset (the report's Fig. 13) and training
-curves with the best validation epoch marked (Figs. 7-12). PNGs are written atomically."""
+"""Figures of an evaluation: image comparisons with a zoomed inset (the report's Fig. 13), the
+perception-distortion plane (PSNR-Y against NIQE, as the PIRM 2018 challenge) and training curves
+with the best validation epoch marked (Figs. 7-12). PNGs are written atomically."""
 import io
+import math
 
 import numpy as np
 
@@ -39,8 +41,16 @@ def _save(fig, path):
     imageio.atomic_write_bytes(path, buf.getvalue())
 
 
-def comparison_figure(path, title, lr, panels, hr, scale):
+# Layout of comparison figures, in inches: fixed rows (titles, overview, zoom) placed explicitly, so
+# no panel can cover another whatever the photograph's aspect ratio.
+_COL, _GAP, _MARGIN, _TITLE, _LABEL = 2.6, 0.15, 0.1, 0.4, 0.55
+
+
+def comparison_figure(path, title, lr, panels, hr, scale, hr_label="HR (ground truth)"):
     """LR | panels | HR, the full views with a red box on top and the same zoomed inset below.
+
+    Every panel has its own row and column (nothing overlaps): the overview row is as tall as the
+    photograph's aspect ratio needs (at most 3 columns wide, portraits included), the zoom row square.
 
     Args:
         path: the PNG to write.
@@ -49,18 +59,23 @@ def comparison_figure(path, title, lr, panels, hr, scale):
         panels: [(label, uint8 image the size of `hr`)], e.g. bicubic and each model with its scores.
         hr: the ground truth.
         scale: the upscaling factor (the inset's window in LR pixels is the HR one divided by it).
+        hr_label: the HR panel's title (e.g. with its NIQE).
     """
     plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     h, w = hr.shape[:2]
     y, x, side = detail_window(hr, max(16, min(h, w) // 4))
-    cols = [("LR (input)", lr)] + panels + [("HR (ground truth)", hr)]
-    fig, axes = plt.subplots(2, len(cols), figsize=(2.6 * len(cols), 2.6 * (h / w) + 2.9), squeeze=False,
-                             gridspec_kw={"height_ratios": [h / w, 1]})
+    cols = [("LR (input)", lr)] + panels + [(hr_label, hr)]
+    top_h = _COL * min(h / w, 3.0)
+    fig_w = 2 * _MARGIN + len(cols) * _COL + (len(cols) - 1) * _GAP
+    fig_h = _TITLE + _LABEL + top_h + _GAP + _COL + _MARGIN
+    fig = plt.figure(figsize=(fig_w, fig_h))
     for i, (label, img) in enumerate(cols):
+        left = (_MARGIN + i * (_COL + _GAP)) / fig_w
+        top = fig.add_axes((left, (_MARGIN + _COL + _GAP) / fig_h, _COL / fig_w, top_h / fig_h))
+        bottom = fig.add_axes((left, _MARGIN / fig_h, _COL / fig_w, _COL / fig_h))
         is_lr = img.shape[:2] != hr.shape[:2]
-        top, bottom = axes[0][i], axes[1][i]
         top.imshow(img, extent=(0, w, h, 0), interpolation="nearest" if is_lr else "antialiased")
         top.add_patch(Rectangle((x, y), side, side, fill=False, edgecolor="red", linewidth=1.2))
         top.set_title(label, fontsize=8)
@@ -72,10 +87,57 @@ def comparison_figure(path, title, lr, panels, hr, scale):
         for a in (top, bottom):
             a.set_xticks([])
             a.set_yticks([])
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / fig_h, va="top")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def perception_distortion_figure(path, rows, baseline, reference):
+    """PSNR-Y (x) against NIQE (y) of every row, one panel per track, as the PIRM 2018 plots: the
+    baseline and the models as points, the HR images' own NIQE as a dashed line (they have no PSNR).
+
+    Args:
+        path: the PNG to write.
+        rows: sr_keras.results.Scores.rows() with "psnr" and "niqe".
+        baseline: the bicubic row's model name (marked apart).
+        reference: the HR row's model name.
+    """
+    plt = _pyplot()
+    tracks = list(dict.fromkeys(r["track"] or f"x{r['scale']}" for r in rows))
+    fig, axes = plt.subplots(1, len(tracks), figsize=(5.2 * len(tracks), 4.2), squeeze=False)
+    for ax, track in zip(axes[0], tracks):
+        sel = [r for r in rows if (r["track"] or f"x{r['scale']}") == track and r["niqe"] is not None]
+        for r in sel:
+            if r["model"] == reference:
+                ax.axhline(r["niqe"], color="green", linestyle="--", linewidth=1,
+                           label=f"{reference} (ground truth), NIQE {r['niqe']:.2f}")
+            elif r["psnr"] is not None and math.isfinite(r["psnr"]):
+                is_base = r["model"] == baseline
+                ax.scatter(r["psnr"], r["niqe"], s=60, marker="s" if is_base else "o",
+                           color="grey" if is_base else None, zorder=3)
+                ax.annotate(r["model"], (r["psnr"], r["niqe"]), textcoords="offset points", xytext=(6, 4),
+                            fontsize=8)
+        ax.set_xlabel("PSNR-Y (dB), higher = less distortion")
+        ax.set_ylabel("NIQE, lower = more natural")
+        ax.set_title(f"perception-distortion, {track}", fontsize=9)
+        ax.margins(0.15)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def score_label(name, values):
+    """A figure panel's title: the row's name and its scores, one metric family a line."""
+    lines = [name]
+    if "psnr" in values or "ssim" in values:
+        lines.append(" / ".join(f.format(values[m]) for m, f in (("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"))
+                                if m in values))
+    if "niqe" in values:
+        lines.append("NIQE " + ("-" if math.isnan(values["niqe"]) else f"{values['niqe']:.3f}"))
+    return "\n".join(lines)
 
 
 def _val_series(series):

@@ -10,17 +10,25 @@ One train step (report section 3.2, in the alternating order of PyTorch GAN trai
 D sees real and generated batches in separate calls, so its BatchNorm statistics never mix them (as
 PyTorch's separate D(HR) and D(SR) calls). Losses are per-image vectors averaged over the global
 batch (tf.nn.compute_average_loss), which keeps gradients right under tf.distribute strategies.
+
+The train and test steps are the backend's: sr_keras.gan_tf (GradientTape, tf.distribute) on TensorFlow,
+sr_keras.gan_jax (stateless calls, jax.vjp) on JAX; the losses and everything else are here, shared.
 """
 import math
 
 import keras
-import tensorflow as tf
 
 from sr_keras import losses
+from sr_keras.backend import is_tensorflow
 from sr_keras.distribute import MultiWorkerFit
 from sr_keras.ema import adam
 from sr_keras.errors import UserError, first_line
 from sr_keras.metrics import PSNRY, SSIMY
+
+if is_tensorflow():
+    from sr_keras.gan_tf import TFSteps as _Steps
+else:
+    from sr_keras.gan_jax import JAXSteps as _Steps
 
 TRAIN_METRICS = ("g_loss", "pixel_loss", "content_loss", "adversarial_loss", "d_loss", "d_real", "d_fake")
 GAN_TYPES = ("standard", "relativistic")
@@ -45,7 +53,7 @@ def build_discriminator(kind, hr_size):
     return discriminator(hr_size)
 
 
-class SRGAN(MultiWorkerFit, keras.Model):
+class SRGANCore(MultiWorkerFit, keras.Model):
     """A GAN trainer for a super-resolution generator.
 
     Calling the model runs the generator, so predict() and the exported model are G alone. The
@@ -54,7 +62,8 @@ class SRGAN(MultiWorkerFit, keras.Model):
     Args:
         generator: LR -> SR in [0, 1].
         discriminator: HR-sized image -> one logit per image (`build_discriminator`).
-        content_loss: a `losses.VGGContentLoss`, or any callable (hr, sr) -> per-image loss.
+        content_loss: a `losses.VGGContentLoss`, any callable (hr, sr) -> per-image loss, or None for no
+            content term (SRGAN-MSE: pixel + adversarial only; no VGG is built or needed).
         scale: the SR factor, also the border cropped by validation PSNR/SSIM on Y.
         gan: "standard" (SRGAN) or "relativistic" (ESRGAN's relativistic average GAN). The logged
             d_real and d_fake are D's mean probabilities: sigmoid(C(x)) for standard,
@@ -127,9 +136,11 @@ class SRGAN(MultiWorkerFit, keras.Model):
         """(D's per-image loss, D's probability for real, for fake images), float32."""
         if self.gan == "relativistic":
             real, fake = losses.relativistic_logits(real_logits, fake_logits)
-            return losses.relativistic_discriminator_loss(real_logits, fake_logits), tf.sigmoid(real), tf.sigmoid(fake)
-        return (losses.discriminator_loss(real_logits, fake_logits), tf.sigmoid(tf.reshape(real_logits, [-1])),
-                tf.sigmoid(tf.reshape(fake_logits, [-1])))
+            return (losses.relativistic_discriminator_loss(real_logits, fake_logits), keras.ops.sigmoid(real),
+                    keras.ops.sigmoid(fake))
+        return (losses.discriminator_loss(real_logits, fake_logits),
+                keras.ops.sigmoid(keras.ops.reshape(real_logits, [-1])),
+                keras.ops.sigmoid(keras.ops.reshape(fake_logits, [-1])))
 
     def generator_terms(self, hr, sr, real_logits, fake_logits):
         """Weighted per-image (pixel, content, adversarial) terms of G's loss, float32. real_logits is
@@ -138,45 +149,15 @@ class SRGAN(MultiWorkerFit, keras.Model):
             adversarial = losses.relativistic_generator_loss(real_logits, fake_logits)
         else:
             adversarial = losses.generator_adversarial_loss(fake_logits)
-        return (self.pixel_weight * losses.PIXEL_LOSSES[self.pixel_loss](hr, sr),
-                self.content_weight * keras.ops.cast(self.content_loss(hr, sr), "float32"),
+        pixel = losses.PIXEL_LOSSES[self.pixel_loss](hr, sr)
+        content = keras.ops.zeros_like(pixel) if self.content_loss is None else self.content_loss(hr, sr)
+        return (self.pixel_weight * pixel,
+                self.content_weight * keras.ops.cast(content, "float32"),
                 self.adversarial_weight * adversarial)
 
-    def train_step(self, data):
-        lr, hr = data
-        hr = tf.cast(hr, tf.float32)
-        g_vars = self.generator.trainable_variables
-        d_vars = self.discriminator.trainable_variables
-        with tf.GradientTape() as g_tape:
-            sr = tf.cast(self.generator(lr, training=True), tf.float32)
-            with g_tape.stop_recording():
-                with tf.GradientTape() as d_tape:
-                    real_logits = tf.cast(self.discriminator(hr, training=True), tf.float32)
-                    fake_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
-                    d_per_image, d_real, d_fake = self.discriminator_terms(real_logits, fake_logits)
-                    d_scaled = self.d_optimizer.scale_loss(tf.nn.compute_average_loss(d_per_image))
-                self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_scaled, d_vars), d_vars))
-                real_after = None
-                if self.gan == "relativistic":
-                    real_after = tf.cast(self.discriminator(hr, training=True), tf.float32)
-            adv_logits = tf.cast(self.discriminator(sr, training=True), tf.float32)
-            pixel, content, adversarial = self.generator_terms(hr, sr, real_after, adv_logits)
-            g_per_image = pixel + content + adversarial
-            g_scaled = self.g_optimizer.scale_loss(tf.nn.compute_average_loss(g_per_image))
-        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_scaled, g_vars), g_vars))
 
-        values = {"g_loss": g_per_image, "pixel_loss": pixel, "content_loss": content,
-                  "adversarial_loss": adversarial, "d_loss": d_per_image, "d_real": d_real, "d_fake": d_fake}
-        for name, v in values.items():
-            self.trackers[name].update_state(v)
-        return self.reducible_logs({name: t.result() for name, t in self.trackers.items()})
-
-    def test_step(self, data):
-        lr, hr = data
-        sr = tf.cast(self.generator(lr, training=False), tf.float32)
-        self.psnr.update_state(hr, sr)
-        self.ssim.update_state(hr, sr)
-        return self.reducible_logs({"psnr": self.psnr.result(), "ssim": self.ssim.result()})
+class SRGAN(_Steps, SRGANCore):
+    """SRGANCore (its docstring gives the arguments) with the backend's train and test steps."""
 
 
 def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pixel_weight=2.0,
@@ -189,11 +170,11 @@ def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pix
     Args:
         generator: the generator (SRResNet or RRDBNet).
         hr_size: HR crop side, the discriminator's input.
-        content_loss: a `losses.VGGContentLoss`.
+        content_loss: a `losses.VGGContentLoss`, or None (no content term).
         scale: upscaling factor.
         lr: initial learning rate of both networks.
         pixel_weight, content_weight, adversarial_weight: weights of G's loss terms.
-        jit: compile the train step with XLA.
+        jit: compile the train step with XLA (always on JAX).
         gan: one of GAN_TYPES.
         discriminator: one of DISCRIMINATORS.
         pixel_loss: "mse" or "l1".
@@ -202,7 +183,8 @@ def build_srgan_trainer(generator, hr_size, content_loss, scale, *, lr=1e-4, pix
     model = SRGAN(generator, build_discriminator(discriminator, hr_size), content_loss, scale, gan=gan,
                   name="srgan")
     model.compile(adam(lr, ema), adam(lr), pixel_weight=pixel_weight, content_weight=content_weight,
-                  adversarial_weight=adversarial_weight, pixel_loss=pixel_loss, jit_compile=bool(jit))
+                  adversarial_weight=adversarial_weight, pixel_loss=pixel_loss,
+                  jit_compile=bool(jit) or not is_tensorflow())  # JAX steps are always XLA-compiled
     return model
 
 

@@ -8,7 +8,9 @@ high byte alone), for grey and for 48/64-bit colour PNGs alike. Both readers app
 orientation, so a photograph is read upright; alpha is dropped by `read_rgb` (not composited).
 
 Refused, with one line naming the file (a UserError), by every reader and by `check_header`:
-- files that are not images, or whose header or data is damaged;
+- files that are not images of RASTER_FORMATS, or whose header or data is damaged. Pillow picks a
+  decoder from the content, not the name: the list keeps an EPS file named .png away from Ghostscript
+  (and every other decoder of Pillow's from files that were not meant for it);
 - DECOMPRESSION BOMBS: a header claiming more than PIL.Image.MAX_IMAGE_PIXELS pixels (Pillow's
   limit, 89,478,485 = about 9459x9459; Pillow itself only warns up to twice that, here the warning
   is an error too). A program that means to read larger pictures raises that limit (None: none);
@@ -19,11 +21,14 @@ Refused, with one line naming the file (a UserError), by every reader and by `ch
 
 Writing. `atomic_file` hands out a temporary path in the destination's folder; the file is fsynced
 and renamed over the destination only when the block succeeds, so a reader (or a crash) never sees a
-half-written file. A temporary name starts with "." and `list_images` skips such names.
+half-written file. A temporary name starts with "." and `list_images` skips such names. The temporary
+file is created exclusively (O_EXCL): a name already taken, by a link planted there or a stale file,
+is never opened, written or removed; another name is used.
 """
 import contextlib
 import os
 import re
+import secrets
 import struct
 import warnings
 import zlib
@@ -34,6 +39,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sr_keras.errors import UserError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# the only Pillow decoders any reader here uses: those of IMAGE_EXTENSIONS, whatever a file's name
+RASTER_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
 
 # EXIF orientation tag -> the transpose that makes the picture upright (as ImageOps.exif_transpose)
 _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
@@ -113,7 +120,8 @@ def _read_error(path, e):
     if isinstance(e, UnidentifiedImageError):
         if _float_tiff(path):
             return _float_refusal(path)
-        return UserError(f"cannot read image '{path}': not an image, or its header is corrupt")
+        return UserError(f"cannot read image '{path}': not an image, or its header is corrupt "
+                         f"(formats read: {', '.join(RASTER_FORMATS)})")
     if isinstance(e, MemoryError):
         return UserError(f"cannot read image '{path}': not enough memory to decode it")
     return UserError(f"cannot read image '{path}': {first_line(e, path)}")
@@ -130,7 +138,7 @@ def open_image(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(path, formats=RASTER_FORMATS)
     except Exception as e:  # PIL raises many types for broken files; each is a clean per-file error
         raise _read_error(path, e) from None
     with im:
@@ -251,28 +259,47 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temporary(folder, name):
+    """Create an empty temporary file for `name` in `folder` exclusively and return its path: first
+    ".tmp-<pid>-<name>" (the name sr_keras.runs recognises as a killed run's), then random names."""
+    prefix = f".tmp-{os.getpid()}-"
+    for tag in ("", *(secrets.token_hex(6) + "-" for _ in range(100))):
+        tmp = os.path.join(folder, prefix + tag + name)
+        try:
+            os.close(os.open(tmp, _EXCLUSIVE, 0o666))  # 0o666 less the umask, as open() gives
+            return tmp
+        except FileExistsError:  # a link or a file is there: not ours, never followed or replaced
+            continue
+    raise FileExistsError(f"no free temporary name for '{name}' in '{folder or '.'}'")
+
+
 @contextlib.contextmanager
 def atomic_file(path):
-    """Yields a temporary path beside `path`; on success it is fsynced and renamed to `path`.
+    """Yields the path of a new, empty temporary file beside `path`; on success it is fsynced and
+    renamed to `path`.
 
-    The temporary name keeps the file name's suffix (".tmp-<pid>-model.weights.h5"), for writers that
-    choose the format by suffix. On an exception the temporary file is removed and `path` is untouched.
+    The temporary file is created exclusively (O_EXCL), so a planted link is never followed. Its name
+    keeps the file name's suffix (".tmp-<pid>-model.weights.h5"), for writers that choose the format by
+    suffix. On an exception the temporary file is removed and `path` is untouched.
 
     Args:
         path: the destination file.
     """
     folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
+    tmp = _create_temporary(folder, name)
     try:
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
     _fsync_folder(folder)

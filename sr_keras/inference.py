@@ -2,13 +2,16 @@
 
 `load_upscaler(path)` accepts what `--export` writes (a SavedModel folder holding `model.keras`
 beside `saved_model.pb`), a bare `.keras` file, or a model name (sr_keras.loading). The Keras model
-is preferred (loaded in safe mode, no pickle); a SavedModel without it is called through its uint8
-`serving_default` signature once sr_keras.model_safety has found nothing but tensor math in what
-loading and serving it would run (`trust_model=True` skips that check); a `.tflite` file runs
-through LiteRT after its op list is checked (sr_keras.tflite). A model's scale and output are probed
-only through these checked paths. A Keras model whose output is not finite is refused, never written;
-a SavedModel or TFLite model returns uint8, in which NaN or inf has already become some pixel value,
-so theirs cannot be detected here.
+is preferred (loaded in safe mode, no pickle); a SavedModel without it is refused unless the user
+vouches for it (`trust_model=True`), and then called through its uint8 `serving_default` signature
+once sr_keras.model_safety has found nothing but tensor math in what loading and serving it would
+run; a `.tflite` file runs through LiteRT, in a child process, after its op list is checked
+(sr_keras.tflite). A model's scale and output are probed only through these checked paths, and every
+call's output is checked to be the input's size times the scale, with 3 channels (Upscaler.batch).
+A model call runs so that SIGTERM and Ctrl-C still end the process (`interruptible`), and one that
+would need more memory than is left is refused first (`check_call_memory`). A Keras model whose
+output is not finite is refused, never written; a SavedModel or TFLite model returns uint8, in which
+NaN or inf has already become some pixel value, so theirs cannot be detected here.
 
 `upscale_image(upscaler, img, tile, overlap)` splits the LR image into tiles, gives each tile a
 margin of real neighbouring pixels, and writes only the tile's core into a preallocated output of
@@ -20,6 +23,7 @@ whatever the image size. A SavedModel whose reach exceeds the probe runs each pi
 """
 import math
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -46,10 +50,11 @@ class Upscaler:
     `radius` (LR pixels of context each output pixel depends on), `act_bytes` (largest activation in
     bytes per LR pixel), both None when unknown, `whole_image` (True when no tile margin is known to
     be seamless: each picture runs in one pass), and `__call__(lr)` for one HxWx3 uint8/uint16 image
-    -> same dtype, s times larger."""
+    -> same dtype, s times larger. Every call's output is checked to be exactly that (`batch`)."""
 
     def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None, config=None, flag="--model"):
         self.path = path
+        self.flag = flag
         self._run = {np.dtype(np.uint8): run_uint8, np.dtype(np.uint16): run_uint16}
         self.radius = radius
         self.act_bytes = act_bytes
@@ -63,11 +68,53 @@ class Upscaler:
         return self.batch(lr[None])[0]
 
     def batch(self, lrs):
-        """N x H x W x 3 uint8/uint16 images -> N x sH x sW x 3, same dtype, in one model call."""
+        """N x H x W x 3 uint8/uint16 images -> N x sH x sW x 3, same dtype, in one model call.
+
+        Raises:
+            UserError: one line naming the model when what came back is not exactly that (a model whose
+                scale or channels change with the input size, or that drops batch items): nothing of
+                it may be written.
+        """
         run = self._run.get(lrs.dtype)
         if run is None:
             raise TypeError(f"upscaler takes uint8 or uint16 images. Received: dtype={lrs.dtype}")
-        return run(lrs)
+        out = run(lrs)
+        n, h, w = lrs.shape[:3]
+        want = (n, h * self.scale, w * self.scale, 3)
+        got = tuple(int(d) for d in getattr(out, "shape", ()))
+        if got != want or getattr(out, "dtype", None) != lrs.dtype:
+            raise UserError(f"{self.flag} '{self.path}': {n} {h}x{w} image(s) came back as "
+                            f"{'x'.join(map(str, got)) or 'no array'} {getattr(out, 'dtype', '')}, not "
+                            f"{'x'.join(map(str, want))} {lrs.dtype} (x{self.scale}); nothing of it is written")
+        return out
+
+
+def interruptible(fn, *args):
+    """fn(*args), run so that SIGTERM and Ctrl-C still end the process while it runs.
+
+    A model call spends its time in TensorFlow's C++ runtime, where Python's signal handlers (SIGTERM's
+    Terminated, Ctrl-C's KeyboardInterrupt) never run, and a graph may loop for hours. In the main
+    thread the call runs in a daemon thread and the main thread waits, where handlers do run: their
+    exception ends the wait, the usual cleanup runs and the process exits; the abandoned call dies
+    with it. Elsewhere (a worker thread gets no signals) it is a plain call.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    result = {}
+
+    def call():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as e:  # handed to the waiting thread, raised there
+            result["error"] = e
+
+    worker = threading.Thread(target=call, name="sr-keras-model-call", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(1.0)  # a signal handler runs here and may raise
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 def load_upscaler(path, flag="--model", trust_model=False):
@@ -78,8 +125,8 @@ def load_upscaler(path, flag="--model", trust_model=False):
             .tflite file written by sr_keras.tflite.export_tflite (run by LiteRT), or a model name
             (sr_keras.loading.resolve_model).
         flag: the command-line flag that gave `path`, for error messages.
-        trust_model: load a SavedModel without model.keras without checking that loading and serving
-            it runs only tensor math (sr_keras.model_safety); only for SavedModels you wrote yourself.
+        trust_model: vouch for a SavedModel without model.keras (refused otherwise); its graph is still
+            checked to run only tensor math (sr_keras.model_safety). Only for SavedModels you wrote yourself.
     """
     path = resolve_model(path, flag)
     if os.path.isfile(path) and path.endswith(TFLITE_SUFFIX):
@@ -101,7 +148,7 @@ def load_upscaler(path, flag="--model", trust_model=False):
             return tf.cast(tf.clip_by_value(tf.round(y * top), 0.0, top), dtype), tf.reduce_all(tf.math.is_finite(y))
 
         def checked(x):
-            out, finite = run(x)
+            out, finite = interruptible(run, x)
             if not finite:  # NaN would be cast to black pixels: refuse rather than write them
                 raise UserError(f"{flag} '{path}': model output is not finite (NaN or inf); nothing is written")
             return out.numpy()
@@ -119,7 +166,7 @@ def open_savedmodel(path, flag="--model", trust_model=False):
     Args:
         path: a SavedModel folder.
         flag: the command-line flag that gave it, for error messages.
-        trust_model: skip the check; only for SavedModels you wrote yourself.
+        trust_model: the user vouches for it (refused otherwise); its graph is checked all the same.
 
     Returns:
         (root, run_uint8): the loaded object (its `signatures[SIGNATURE].variables` are the model's
@@ -129,8 +176,10 @@ def open_savedmodel(path, flag="--model", trust_model=False):
         UserError: one line naming the model when it is refused, unloadable, or its signature does not
             take and return uint8 image batches.
     """
-    if not trust_model:
-        check_savedmodel(path, flag)
+    check_savedmodel(path, flag, trust_model=trust_model)
+    # A third guard beside the check's refusal of api_implements: the optimiser pass that swaps
+    # functions by that attribute is off (this package's own models carry none).
+    tf.config.optimizer.set_experimental_options({"implementation_selector": False})
     try:
         root = tf.saved_model.load(path)
         fn = root.signatures[SIGNATURE]
@@ -152,11 +201,16 @@ def open_savedmodel(path, flag="--model", trust_model=False):
     one_at_a_time = spec.shape.rank == 4 and spec.shape[0] == 1  # a signature fixed to a batch of one
 
     def call(x):  # holds `root`: the signature's variables live as long as the loaded object
-        return next(iter(root.signatures[SIGNATURE](**{name: tf.constant(x, tf.uint8)}).values())).numpy()
+        signature = root.signatures[SIGNATURE]
+        return interruptible(lambda: next(iter(signature(**{name: tf.constant(x, tf.uint8)}).values())).numpy())
 
     def run_uint8(x):
         if one_at_a_time and len(x) != 1:
-            return np.concatenate([call(x[i:i + 1]) for i in range(len(x))])
+            parts = [call(x[i:i + 1]) for i in range(len(x))]
+            if len({p.shape for p in parts}) != 1:  # one input shape, several output shapes
+                raise UserError(f"{flag} '{path}': images of one size came back in several sizes "
+                                f"({', '.join(sorted({'x'.join(map(str, p.shape)) for p in parts}))})")
+            return np.concatenate(parts)
         return call(x)
 
     return root, run_uint8
@@ -166,7 +220,7 @@ def _from_savedmodel(path, flag, trust_model=False):
     """An Upscaler calling a SavedModel's uint8 serving signature, checked before any of it runs."""
     _, run_uint8 = open_savedmodel(path, flag, trust_model)
     upscaler = Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
-    upscaler.radius = probe_reach(run_uint8, upscaler.scale, flag, path)
+    upscaler.radius = probe_reach(upscaler.batch, upscaler.scale, flag, path)  # batch: its output shape checked
     upscaler.whole_image = upscaler.radius is None  # it reaches past the probe: no margin is known to be enough
     return upscaler
 
@@ -365,6 +419,50 @@ def _windows(n, tile, margin):
 ACT_OVERHEAD = 4.0
 
 
+def memory_left():
+    """Bytes this process may still allocate, or None when unknown: the least of the machine's available
+    memory, the address-space limit (ulimit -v) less what is mapped, and the cgroup's limit less its use."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        limits.append(int(info["MemAvailable"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as f:
+                mapped = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            limits.append(soft - mapped)
+    except (ImportError, OSError, StopIteration, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            top = f.read().strip()
+        if top != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                limits.append(int(top) - int(f.read()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(limits)) if limits else None
+
+
+def check_call_memory(upscaler, n, h, w):
+    """Raise MemoryError (which upscaling.model_errors turns into its one-line out-of-memory error) when
+    one model call on n h x w tiles would need more memory than is left: TensorFlow's allocator aborts
+    the process (std::bad_alloc) under a memory limit instead of raising. The need is ACT_OVERHEAD times
+    the largest activation when the layer graph is known, else at least the float32 output."""
+    per_pixel = ACT_OVERHEAD * upscaler.act_bytes if upscaler.act_bytes else upscaler.scale ** 2 * 3 * 4.0
+    need = per_pixel * n * h * w
+    left = memory_left()
+    if left is not None and need > left:
+        raise MemoryError(f"one model call on {n} {h}x{w} tile(s) needs about {need / 2 ** 30:.1f} GiB, "
+                          f"{left / 2 ** 30:.1f} GiB are left")
+
+
 def tile_side(upscaler, tile, overlap, max_tile_mb):
     """The core tile side actually used: `tile`, made smaller when one tile's activations (margins
     included) would exceed `max_tile_mb`; 0 stays 0 (one pass, as asked); 0 for an upscaler whose
@@ -397,6 +495,7 @@ def upscale_bands(upscaler, img, tile=256, overlap=16, max_tile_mb=768, progress
     band, left = None, 0
     for i in range(0, len(jobs), batch):
         chunk = jobs[i:i + batch]
+        check_call_memory(upscaler, len(chunk), wy, wx)
         parts = np.stack([img[rows[r][2]:rows[r][2] + wy, cols[c][2]:cols[c][2] + wx] for r, c in chunk])
         if img.ndim == 2:
             parts = np.repeat(parts[..., None], 3, axis=3)

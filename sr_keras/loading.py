@@ -3,7 +3,8 @@
 A model is given as a path (an export folder written by `export_model`, a `.keras` or a `.tflite`
 file) or as a name: `srresnet_x4` is looked up in the shipped `saved_models/` (installed with the
 package as `sr_keras/saved_models`, or the repository's folder in a checkout), then in the folder
-named by the environment variable `SR_KERAS_MODELS`, from any working directory. An export folder carries
+named by the environment variable `SR_KERAS_MODELS`, from any working directory: a same-named entry
+of the working directory does not shadow it (`./NAME` names that one). An export folder carries
 `generator.json` (the generator's `GeneratorConfig`); exports written before it existed have none.
 
 TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
@@ -52,12 +53,23 @@ def known_models():
     return found
 
 
+def is_bare_name(given):
+    """Whether a --model value is a name (no folder part: "demo_x4", "mine.keras") rather than a path."""
+    return bool(given) and given not in (".", "..") and os.path.basename(given) == given \
+        and not (os.altsep and os.altsep in given)
+
+
 def resolve_model(name_or_path, flag="--model"):
-    """The path of a model given as a path or a name.
+    """The path of a model given as a name or a path.
+
+    A bare name (no folder part) is looked up in saved_models/ and $SR_KERAS_MODELS first, whatever
+    the working directory holds: a folder `demo_x4` in it does not shadow the shipped model (give
+    `./demo_x4` for that one). A bare name that is no known model, and anything with a folder part,
+    is a path.
 
     Args:
-        name_or_path: an existing path (returned as given), or the name of a model in saved_models/
-            or $SR_KERAS_MODELS (a folder `NAME`, or a file `NAME.keras` or `NAME.tflite` there).
+        name_or_path: the name of a model in saved_models/ or $SR_KERAS_MODELS (a folder `NAME`, or a
+            file `NAME.keras` or `NAME.tflite` there), or an existing path (returned as given).
         flag: the command-line flag that gave it, for the error message.
 
     Returns:
@@ -67,13 +79,13 @@ def resolve_model(name_or_path, flag="--model"):
         UserError: one line naming the value as given and listing the known names.
     """
     given = os.fspath(name_or_path)
-    if given and os.path.exists(given):
-        return given
-    if given and os.path.basename(given) == given:
+    if is_bare_name(given):
         for folder in model_folders():
             for candidate in (folder / given, folder / f"{given}.keras", folder / f"{given}{TFLITE_SUFFIX}"):
                 if _is_model(candidate):
                     return str(candidate)
+    if given and os.path.exists(given):
+        return given
     names = ", ".join(known_models()) or "none"
     where = f"saved_models/ or ${MODELS_ENV}"
     raise UserError(f"{flag} '{given}' not found: no such file or folder, and no model of that name in {where} "
@@ -94,7 +106,8 @@ def resolve_checked(name_or_path, flag="--model", trust_model=False):
     Args:
         name_or_path: a path or a model name (see resolve_model).
         flag: the command-line flag that gave it, for error messages.
-        trust_model: skip the check; only for SavedModels you wrote yourself.
+        trust_model: the user vouches for a SavedModel without model.keras (--trust-model); without it
+            such a model is refused, with it its graph is still checked.
 
     Returns:
         (path, savedmodel_only): the path, and whether it is a SavedModel folder without model.keras.
@@ -104,10 +117,10 @@ def resolve_checked(name_or_path, flag="--model", trust_model=False):
     """
     path = resolve_model(name_or_path, flag)
     savedmodel_only = is_savedmodel_only(path)
-    if savedmodel_only and not trust_model:
+    if savedmodel_only:
         from sr_keras.model_safety import check_savedmodel
 
-        check_savedmodel(path, flag)
+        check_savedmodel(path, flag, trust_model=trust_model)
     return path, savedmodel_only
 
 
@@ -149,9 +162,10 @@ def load_generator_config(path):
         path: an export folder, or the model.keras inside one; any other file has no config.
 
     Raises:
-        UserError: one line naming generator.json when it is unreadable or not a generator config.
+        UserError: one line naming generator.json when it is unreadable or not a generator config
+            (GeneratorConfig.from_json checks size, nesting, keys, types and ranges before anything is built).
     """
-    from sr_keras.config import GeneratorConfig
+    from sr_keras.config import MAX_JSON_BYTES, GeneratorConfig
 
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -164,8 +178,8 @@ def load_generator_config(path):
         return None
     try:
         with open(config_file, encoding="utf-8") as f:
-            return GeneratorConfig.from_json(f.read())
-    except (OSError, ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
+            return GeneratorConfig.from_json(f.read(MAX_JSON_BYTES + 1))  # what is longer is refused unread
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise UserError(f"cannot read the generator config '{config_file}': {first_line(e)}") from e
 
 
@@ -177,6 +191,9 @@ def shape_text(shape):
 
 # Two probe sizes, one not square: an output that does not follow both is a fixed size or a transpose.
 _PROBES = ((8, 8), (8, 12))
+# The largest scale a model may have: twice the largest this project trains (x8). A larger one is
+# refused before it is run on anything bigger than the probes.
+MAX_SCALE = 16
 
 
 def probe_scale(fn, flag, shown):
@@ -193,8 +210,8 @@ def probe_scale(fn, flag, shown):
 
     Raises:
         UserError: one line naming what the model is when fn fails on the input, returns no image batch
-            (a classifier), returns other than 3 channels, or does not scale both sizes by one integer
-            factor (a fixed output size, a fractional scale, a transpose).
+            (a classifier), returns other than 3 channels, does not scale both sizes by one integer
+            factor (a fixed output size, a fractional scale, a transpose), or scales by more than MAX_SCALE.
     """
     import numpy as np
 
@@ -213,6 +230,9 @@ def probe_scale(fn, flag, shown):
             raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an {h}x{w} image came back {shape[1:]}")
         shapes.append(shape)
     scale = max(1, shapes[0][1] // _PROBES[0][0])
+    if scale > MAX_SCALE:
+        raise UserError(f"{flag} '{shown}' asks for x{scale} (an {_PROBES[0][0]}x{_PROBES[0][1]} image came back "
+                        f"{shapes[0][1]}x{shapes[0][2]}); the largest scale taken is x{MAX_SCALE}")
     if any(s[1:3] != (h * scale, w * scale) for s, (h, w) in zip(shapes, _PROBES)):
         seen = " and ".join(f"{h}x{w} -> {s[1]}x{s[2]}" for s, (h, w) in zip(shapes, _PROBES))
         fixed = "; a fixed output size" if len({s[1:3] for s in shapes}) == 1 else ""

@@ -5,8 +5,8 @@ Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1] (MATLAB rgb2ycbc
 on the [0, 255] scale; `crop` pixels (= the scale) are removed from every border; PSNR with
 data_range 255; SSIM with an 11x11 Gaussian window, sigma 1.5, population covariance, K1 0.01,
 K2 0.03, data_range 255, averaged over the 'valid' region (scikit-image's structural_similarity).
-The TensorFlow versions follow the same convention in float32 for in-training validation; they agree
-with the scikit-image ones to about 1e-4 dB / 1e-5 SSIM.
+The batch versions (tf_psnr_y, tf_ssim_y: keras.ops, so any Keras backend) follow the same convention
+in float32 for in-training validation; they agree with the scikit-image ones to about 1e-4 dB / 1e-5 SSIM.
 
 Argument order is Keras' `(y_true, y_pred)`: the HR reference first, then the SR image, as in
 sr_keras.losses. An image is scorable when SSIM's window fits after the border crop
@@ -14,7 +14,6 @@ sr_keras.losses. An image is scorable when SSIM's window fits after the border c
 """
 import keras
 import numpy as np
-import tensorflow as tf
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
@@ -78,23 +77,24 @@ def ssim_y(hr, sr, crop):
 
 def _tf_y(img, crop):
     """Float [0,1] RGB batch -> Y on [0, 255] after uint8 quantisation, borders cropped."""
-    q = tf.clip_by_value(tf.round(tf.cast(img, tf.float32) * 255.0), 0.0, 255.0) / 255.0
-    y = 16.0 + tf.tensordot(q, tf.constant(_Y_WEIGHTS, tf.float32), axes=[[-1], [0]])
+    q = keras.ops.clip(keras.ops.round(keras.ops.cast(img, "float32") * 255.0), 0.0, 255.0) / 255.0
+    y = 16.0 + keras.ops.tensordot(q, keras.ops.convert_to_tensor(_Y_WEIGHTS, "float32"), axes=[[-1], [0]])
     return y[:, crop:-crop, crop:-crop] if crop > 0 else y
 
 
 def tf_psnr_y(hr, sr, crop):
     """[N] PSNR values (dB) of float [0,1] batches, `sr` against `hr`; capped at 100 dB for identical images."""
     a, b = _tf_y(hr, crop), _tf_y(sr, crop)
-    mse = tf.reduce_mean(tf.square(a - b), axis=[1, 2])
-    return 10.0 * tf.math.log(255.0 ** 2 / tf.maximum(mse, 255.0 ** 2 * 1e-10)) / tf.math.log(10.0)
+    mse = keras.ops.mean(keras.ops.square(a - b), axis=[1, 2])
+    ln10 = keras.ops.log(keras.ops.convert_to_tensor(10.0, "float32"))
+    return 10.0 * keras.ops.log(255.0 ** 2 / keras.ops.maximum(mse, 255.0 ** 2 * 1e-10)) / ln10
 
 
 def _gaussian_window(size=SSIM_WINDOW, sigma=1.5):
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x ** 2) / (2 * sigma ** 2))
     g /= g.sum()
-    return tf.constant(np.outer(g, g)[:, :, None, None], tf.float32)
+    return keras.ops.convert_to_tensor(np.outer(g, g)[:, :, None, None], "float32")
 
 
 def tf_ssim_y(hr, sr, crop):
@@ -106,7 +106,7 @@ def tf_ssim_y(hr, sr, crop):
     w = _gaussian_window()
 
     def filt(x):
-        return tf.nn.conv2d(x, w, strides=1, padding="VALID")
+        return keras.ops.conv(x, w, strides=1, padding="valid")
 
     c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
     # VALID filtering = scikit-image's map with (win_size - 1) // 2 pixels cropped from each border
@@ -115,7 +115,7 @@ def tf_ssim_y(hr, sr, crop):
     var_b = filt(b * b) - mu_b * mu_b
     cov = filt(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return tf.reduce_mean(s, axis=[1, 2, 3])
+    return keras.ops.mean(s, axis=[1, 2, 3])
 
 
 class _MeanOverImages(keras.metrics.Mean):
@@ -125,7 +125,7 @@ class _MeanOverImages(keras.metrics.Mean):
         self._fn = fn
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = self._fn(tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32), self.crop)
+        values = self._fn(keras.ops.cast(y_true, "float32"), keras.ops.cast(y_pred, "float32"), self.crop)
         return super().update_state(values, sample_weight)
 
     def get_config(self):

@@ -3,20 +3,29 @@
 Calling a SavedModel's signature runs its graph, and a graph can read and write files, start
 processes or call Python (`WriteFile`, `PyFunc`, ...). Loading runs parts of it too:
 `tf.saved_model.load` calls a resource's create and initialize functions (tables, queues), an
-object's own restore function, and a TF1 model's restore and init ops. `check_savedmodel` reads
-saved_model.pb as a protocol buffer (parsing runs nothing) and refuses, in one line naming the model
-and what it would run:
+object's own restore function, and a TF1 model's restore and init ops. And TensorFlow may run a
+function the graph never names: its optimiser swaps a function for another of the library carrying
+the same `api_implements` attribute (the implementation selector).
 
-- a TF1 SavedModel (no object graph: its loader runs graph ops of the model's choosing);
-- an object the loader would run code for: a resource, custom save/restore functions, a registered
-  class or saver;
-- any op outside ALLOWED_OPS in the serving signature's function or in any function it reaches
-  (function-valued attributes: PartitionedCall's `f`, If's branches, While's `cond` and `body`, ...,
-  functions passed on inside those, and the defaults of a function's function-typed attributes).
+So `check_savedmodel` has two layers (docs/reliability.md, "Threat model"):
+
+1. A SavedModel without `model.keras` is refused unless the user vouches for it (`--trust-model`,
+   `trust_model=True`): this project's exports always carry model.keras, which Keras loads in safe
+   mode, so a bare SavedModel is foreign, and no static check of a graph is trusted alone.
+2. A vouched-for one is still read as a protocol buffer (parsing runs nothing) and refused, in one
+   line naming the model and what it would run, when it is:
+   - a TF1 SavedModel (no object graph: its loader runs graph ops of the model's choosing);
+   - an object the loader would run code for: a resource, custom save/restore functions, a
+     registered class or saver;
+   - a library function carrying `api_implements` or `api_preferred_device` (one the optimiser may
+     swap in for another);
+   - any op outside ALLOWED_OPS in the serving signature's function or in any function it reaches
+     (function-valued attributes: PartitionedCall's `f`, If's branches, While's `cond` and `body`, ...,
+     functions passed on inside those, and the defaults of a function's function-typed attributes);
+   - a damaged fingerprint.pb (TensorFlow would print a traceback and go on).
 
 What passes loads as captured variables restored by TensorFlow's own checkpoint reader, and its
-serving function is tensor math on its input and those variables. `trust_model` skips the check,
-for SavedModels the user wrote themselves.
+serving function is tensor math on its input and those variables.
 """
 import os
 
@@ -62,14 +71,25 @@ _PASSIVE_KINDS = {"user_object", "variable", "function", "bare_concrete_function
                   "asset"}
 
 
+# Function attributes by which TensorFlow's implementation selector swaps one library function for another.
+SWAP_ATTRS = ("api_implements", "api_preferred_device")
+
+
 def _trust_hint(flag):
     return "pass --trust-model" if flag.startswith("-") else "pass trust_model=True"
 
 
+def untrusted_refusal(flag, shown):
+    """The one-line UserError refusing a SavedModel without model.keras that nobody vouched for."""
+    return UserError(f"{flag} '{shown}': refused: a SavedModel without model.keras is a program TensorFlow would "
+                     f"run (docs/reliability.md, Threat model); give an export folder with model.keras, or "
+                     f"{_trust_hint(flag)} if you wrote this model yourself")
+
+
 def refusal(flag, shown, what):
-    """The one-line UserError refusing an untrusted SavedModel for `what` it would run."""
-    return UserError(f"{flag} '{shown}': refused: {what}, outside the tensor-math allowlist of a SavedModel "
-                     f"(docs/reliability.md, Security); {_trust_hint(flag)} if you wrote this model yourself")
+    """The one-line UserError refusing a vouched-for SavedModel for `what` it would run (no flag lifts it)."""
+    return UserError(f"{flag} '{shown}': refused: {what} (docs/reliability.md, Security); no flag runs it: give "
+                     "an export folder with model.keras")
 
 
 def read_savedmodel(path, flag="--model", shown=None):
@@ -181,19 +201,52 @@ def _load_time_code(graph):
     return None
 
 
-def check_savedmodel(path, flag="--model", shown=None):
-    """Refuse a SavedModel whose loading or serving would run anything but tensor math.
+def _swappable(library):
+    """(function, attribute) of the first library function TensorFlow's implementation selector may swap
+    in for another (it carries api_implements or api_preferred_device), or None."""
+    for name, function in library.items():
+        for attr in SWAP_ATTRS:
+            if attr in function.attr:
+                return name, attr
+    return None
+
+
+def _check_fingerprint(path, flag, shown):
+    """Refuse a fingerprint.pb that is not a FingerprintDef: tf.saved_model.load would print a traceback
+    for it and go on."""
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    file = os.path.join(path, "fingerprint.pb")
+    if not os.path.exists(file):
+        return
+    try:
+        with open(file, "rb") as f:
+            fingerprint_pb2.FingerprintDef().ParseFromString(f.read())
+    except OSError as e:
+        raise UserError(f"{flag} '{shown}': cannot read fingerprint.pb: {e.strerror or e}") from e
+    except Exception as e:  # protobuf's DecodeError
+        raise UserError(f"{flag} '{shown}': fingerprint.pb is damaged ({first_line(e)}); delete it or export the "
+                        "model again") from e
+
+
+def check_savedmodel(path, flag="--model", shown=None, trust_model=False):
+    """Refuse a SavedModel nobody vouched for, and one whose loading or serving would run anything but
+    tensor math; the one check every loader of a SavedModel without model.keras goes through.
 
     Args:
         path: the SavedModel folder.
         flag: the command-line flag that named it (or "model" for the Python API), for the message.
         shown: the model as the user gave it (default: path).
+        trust_model: the user vouches for it (--trust-model): the second layer still applies.
 
     Raises:
         UserError: one line naming the model and the first thing refused; nothing of it has run.
     """
     shown = path if shown is None else shown
+    if not trust_model:
+        raise untrusted_refusal(flag, shown)
     proto = read_savedmodel(path, flag, shown)
+    _check_fingerprint(path, flag, shown)
     if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].HasField("object_graph_def"):
         raise refusal(flag, shown, "it is a TF1 SavedModel, whose loader runs restore and init ops of the "
                                    "model's choosing")
@@ -209,4 +262,9 @@ def check_savedmodel(path, flag="--model", shown=None):
     library = {f.signature.name: f for f in meta.graph_def.library.function}
     bad = first_disallowed_op(library, roots)
     if bad:
-        raise refusal(flag, shown, f"its serving graph runs {bad[0]}")
+        raise refusal(flag, shown, f"its serving graph runs {bad[0]}, outside the tensor-math allowlist of a "
+                                   "SavedModel")
+    swap = _swappable(library)
+    if swap:
+        raise refusal(flag, shown, f"its function {swap[0]} carries {swap[1]}, by which TensorFlow may run it in "
+                                   "place of another, unchecked")

@@ -5,15 +5,29 @@ PyTorch defaults are kept where the report relied on them: one shared PReLU slop
 """
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
+
+from sr_keras.backend import is_tensorflow
 
 UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 
+def depth_to_space(x, r):
+    """tf.nn.depth_to_space's NHWC order on any backend; on TensorFlow that op itself (TFLite maps it to
+    its DEPTH_TO_SPACE kernel), elsewhere the same permutation by reshape and transpose."""
+    if is_tensorflow():
+        import tensorflow as tf
+
+        return tf.nn.depth_to_space(x, r)
+    n, h, w, c = keras.ops.shape(x)
+    x = keras.ops.reshape(x, (n, h, w, r, r, c // (r * r)))
+    x = keras.ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return keras.ops.reshape(x, (n, h * r, w * r, c // (r * r)))
+
+
 @keras.saving.register_keras_serializable(package="sr_keras")
 class PixelShuffle(layers.Layer):
-    """Sub-pixel upsampling: [N, H, W, C*r*r] -> [N, H*r, W*r, C] via tf.nn.depth_to_space (NHWC order).
+    """Sub-pixel upsampling: [N, H, W, C*r*r] -> [N, H*r, W*r, C] in tf.nn.depth_to_space's NHWC order.
 
     The channel order differs from PyTorch's nn.PixelShuffle. Output pixel (y*r + dy, x*r + dx),
     channel c, reads input channel
@@ -41,7 +55,7 @@ class PixelShuffle(layers.Layer):
         self.factor = int(factor)
 
     def call(self, x):
-        return tf.nn.depth_to_space(x, self.factor)
+        return depth_to_space(x, self.factor)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -78,13 +92,13 @@ class BicubicUpsample(layers.Layer):
 
     def call(self, x):
         r = self.factor
-        x = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="SYMMETRIC")
-        y = tf.nn.depthwise_conv2d(x, tf.constant(self._kernel, x.dtype), [1, 1, 1, 1], "VALID")
+        x = keras.ops.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="symmetric")
+        y = keras.ops.depthwise_conv(x, keras.ops.convert_to_tensor(self._kernel, x.dtype), 1, "valid")
         # depthwise output is channel-major (c * r*r + phase); depth_to_space wants phase-major
-        shape = tf.shape(y)
-        y = tf.reshape(y, [shape[0], shape[1], shape[2], 3, r * r])
-        y = tf.reshape(tf.transpose(y, [0, 1, 2, 4, 3]), [shape[0], shape[1], shape[2], 3 * r * r])
-        return tf.nn.depth_to_space(y, r)
+        n, h, w, _ = keras.ops.shape(y)
+        y = keras.ops.reshape(y, (n, h, w, 3, r * r))
+        y = keras.ops.reshape(keras.ops.transpose(y, (0, 1, 2, 4, 3)), (n, h, w, 3 * r * r))
+        return depth_to_space(y, r)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -101,10 +115,14 @@ class FewOutputConv2D(layers.Conv2D):
 
     Same output and weights as Conv2D. For few output channels (the 9x9 64->3 tail) oneDNN's forward
     convolution is slow on CPU while its backward-data kernel, the same arithmetic, is fast: this cut
-    the SRResNet x4 CPU train step by ~11% (docs/performance.md).
+    the SRResNet x4 CPU train step by ~11% (docs/performance.md). Other backends run Conv2D's own op.
     """
 
     def convolution_op(self, inputs, kernel):
+        if not is_tensorflow():
+            return super().convolution_op(inputs, kernel)
+        import tensorflow as tf
+
         flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
         shape = tf.shape(inputs)
         out_shape = tf.stack([shape[0], shape[1], shape[2], self.filters])

@@ -34,6 +34,10 @@ def _probe(folder, flag, shown, keep_folders=True):
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
         os.close(fd)
         os.remove(probe)
+    except FileNotFoundError:
+        # the folder `existing` is there, yet it takes no new entry: a virtual filesystem such as /proc
+        # answers "No such file or directory", which would send the user looking for a typo
+        raise UserError(f"{flag} {shown}: cannot write there ({existing} takes no new files or folders)") from None
     except OSError as e:
         reason = e.strerror or type(e).__name__
         raise UserError(f"{flag} {shown}: cannot write there ({reason})") from None

@@ -8,6 +8,8 @@ augmentation flags of the batch are stateless random draws keyed by (seed, b). W
 epoch e is batches e*S ... e*S + S - 1: a dataset that starts at batch e*S yields exactly what an
 uninterrupted one yields after e*S batches, so a resumed run trains on the same crops. Nothing depends
 on tf.data's stateful shuffle, TensorFlow's global seed or how many batches were already drawn.
+TensorFlow is imported by the tf.data functions only: sr_keras.pydata (the pipeline of other Keras
+backends) shares the NumPy parts here.
 With a degradation (sr_keras.degradations), the LR of example i of batch b is made from its augmented
 HR crop with the seed (seed, b, i), so it too is a function of (seed, b) and resumes exactly.
 """
@@ -17,18 +19,21 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
 from sr_keras import degradations, imageio, pairing
 from sr_keras.errors import UserError
 
 
 def to_float(x):
+    import tensorflow as tf
+
     return tf.cast(x, tf.float32) / 255.0
 
 
 def eval_pipeline(pairs, scale):
     """Full-size (lr, hr) float32 pairs in [0, 1], batch dimension 1, in the order of `pairs`."""
+    import tensorflow as tf
+
     def load(k):
         lr, hr = pairing.read_pair(pairs[int(k)], scale)
         return np.ascontiguousarray(lr), np.ascontiguousarray(hr)
@@ -78,6 +83,7 @@ def decode_pairs(pairs, scale, read=pairing.read_pair):
 def decode_tfds(ds, scale, label):
     """(lrs, hrs) of a dataset of (lr, hr) uint8 examples, trimmed; UserError naming the example that
     fails to decode or breaks the PAIRING RULE (sr_keras.pairing)."""
+    import tensorflow as tf
     from tqdm import tqdm
 
     lrs, hrs = [], []
@@ -108,6 +114,8 @@ def decode_tfds(ds, scale, label):
 
 def _batch_plan(b, keys, sizes, batch_size, lr_crop, augment_p):
     """Image indices, LR window tops and lefts, and augmentation flags [B, 4] of training batch b."""
+    import tensorflow as tf
+
     n = tf.shape(sizes, out_type=tf.int64)[0]
     g = b * batch_size + tf.range(batch_size, dtype=tf.int64)  # the batch's example numbers
     perm_key, crop_key = keys[0], keys[1]
@@ -150,6 +158,8 @@ def training_pipeline(images, sizes, *, scale, batch_size, lr_crop, augment_p, s
         degradation: None (the LR window of the LR image) or a degradations.DegradationConfig (the LR
             made from the augmented HR crop by degradations.degrade).
     """
+    import tensorflow as tf
+
     seed = int(seed) % 2**63
     keys = tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), 2)
     sizes = tf.constant(np.asarray(sizes, np.int64).reshape(-1, 2))

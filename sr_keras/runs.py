@@ -42,6 +42,8 @@ _FLAGS = {"model": "the training script", "scale": "--track", "arch": "--generat
 # files training writes in checkpoints/, temporary ones included (also the older "checkpoint.json.tmp-<pid>")
 _RUN_FILE = re.compile(r"^(checkpoint\.json(\.tmp-\d+)?|(last|best)-e\d{4,}\.weights\.h5"
                        r"|\.tmp-\d+-(checkpoint\.json|.*\.weights\.h5))$")
+# the weights files a checkpoint.json may name: this run's own, in checkpoints/ itself
+WEIGHTS_NAME = {kind: re.compile(rf"^{kind}-e\d{{4,}}\.weights\.h5$") for kind in ("last", "best")}
 _TEMP_PID = re.compile(r"^(?:\.tmp-(\d+)-(?:checkpoint\.json|.*\.weights\.h5)|checkpoint\.json\.tmp-(\d+))$")
 
 
@@ -67,13 +69,18 @@ def load_state(out_dir, resume=False):
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return RunState.from_json(f.read())
+            state = RunState.from_json(f.read())
     except OSError as e:
         raise _damaged(path, f"cannot read it: {e.strerror or first_line(e)}", resume) from None
     except json.JSONDecodeError as e:
         raise _damaged(path, f"not valid JSON, e.g. cut short: {e.msg} at character {e.pos}", resume) from None
     except ValueError as e:  # edited: not UTF-8, or JSON that is not a RunState
         raise _damaged(path, first_line(e), resume) from None
+    for key, pattern in WEIGHTS_NAME.items():  # an edited name could point anywhere: restored, then removed
+        name = getattr(state, key)
+        if name is not None and not pattern.match(name):
+            raise _damaged(path, f"{key!r} is not a {key}-eNNNN.weights.h5 file name. Received: {name!r}", resume)
+    return state
 
 
 def check_weights(out_dir, state, resume=False):
@@ -178,6 +185,11 @@ def prepare_run(train, config):
         if removed:
             print(f"--fresh: removed {removed} file(s) of the previous run in {train.out}")
         return None
+    ckpt_dir = os.path.join(train.out, CHECKPOINT_DIR)
+    if os.path.islink(ckpt_dir):
+        raise UserError(f"--out {train.out}: {ckpt_dir} is a symbolic link (to {os.readlink(ckpt_dir)}): a run "
+                        "writes and removes checkpoints only in a folder of its own; replace the link by a folder, "
+                        "or start over with --fresh (it removes the link, not what it points to)")
     state = load_state(train.out, train.resume)
     if state is not None:
         check_weights(train.out, state, train.resume)

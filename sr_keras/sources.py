@@ -125,16 +125,24 @@ def _div2k_pairs(root, split, track, label, lr_dir=None, hr_only=False):
     return [Pair(hr_files[i] if len(lr_files[i]) == 1 else lr, hr_files[i], lr) for i in ids for lr in lr_files[i]]
 
 
+_SUBDIRS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
+_SORTED_RULE = "sorted by name; the last n//18 are test, the n//18 before them validation"
+
+
+def _split_subfolders(folder):
+    """{split: its subfolder of an HR-only folder, or None}."""
+    return {s: next((os.path.join(folder, d) for d in names if os.path.isdir(os.path.join(folder, d))), None)
+            for s, names in _SUBDIRS.items()}
+
+
 def _hr_folder_pairs(folder, split):
     """HR-only folder: train/ valid/ test/ subfolders when present, else the sorted-name rule."""
-    subdirs = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
-    present = {s: next((os.path.join(folder, d) for d in names if os.path.isdir(os.path.join(folder, d))), None)
-               for s, names in subdirs.items()}
+    present = _split_subfolders(folder)
     if any(present.values()):
         sub = present[split]
         if sub is None:
             raise UserError(f"{folder}: has {'/'.join(os.path.basename(p) for p in present.values() if p)} "
-                            f"subfolders but none for the {split} split ({' or '.join(subdirs[split])}/)")
+                            f"subfolders but none for the {split} split ({' or '.join(_SUBDIRS[split])}/)")
         files = [os.path.join(sub, f) for f in imageio.list_images(sub)]
         if not files:
             raise UserError(f"{sub}: no images ({', '.join(imageio.IMAGE_EXTENSIONS)}) in it")
@@ -142,11 +150,52 @@ def _hr_folder_pairs(folder, split):
         files = [os.path.join(folder, f) for f in imageio.list_images(folder)]
         if len(files) < 3:
             raise UserError(f"{folder}: {len(files)} images; an HR folder without train/ valid/ test/ "
-                            "subfolders needs at least 3 (sorted by name; the last n//18 are test, the "
-                            "n//18 before them validation)")
+                            f"subfolders needs at least 3 ({_SORTED_RULE})")
         k = max(1, len(files) // 18)  # 50 of 900, as DIV2K's 0801-0850 / 0851-0900
         files = {"train": files[:-2 * k], "validation": files[-2 * k:-k], "test": files[-k:]}[split]
     return [Pair(f, f) for f in files]
+
+
+# Names shown per split before "and N more": a personal folder fits, a DIV2K-sized one stays readable.
+SPLIT_NAMES_SHOWN = 12
+
+
+def _shown(names):
+    if not names:
+        return "none"
+    more = len(names) - SPLIT_NAMES_SHOWN
+    return ", ".join(names[:SPLIT_NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def split_lines(source):
+    """Which photographs of an HR-only folder (or of "samples") go to train, validation and test, as
+    lines to print when training starts, so that a user knows which pictures each score is on. None for
+    "tfds" and DIV2K-layout folders, whose file numbers fix the splits (docs/data.md)."""
+    if is_tfds(source):
+        return None
+    if source == "samples":
+        rule, splits = "scikit-image's photographs, a fixed split", {s: list(n) for s, n in SAMPLE_SPLITS.items()}
+    elif _folder_kind(source) == "div2k":
+        return None
+    else:
+        rule = ("its train/ valid/ test/ subfolders" if any(_split_subfolders(source).values()) else
+                f"{_SORTED_RULE}; train/ valid/ test/ subfolders set it yourself")
+        splits = {}
+        for split in SPLITS:
+            try:
+                splits[split] = [os.path.relpath(p.name, source) for p in _hr_folder_pairs(source, split)]
+            except UserError as e:  # a missing split subfolder: named again where training needs that split
+                splits[split] = f"none: {first_line(e)}"
+    lines = [f"photographs of {source} ({rule}):"]
+    for split, names in splits.items():
+        lines.append(f"  {split}: {names}" if isinstance(names, str) else f"  {split} ({len(names)}): {_shown(names)}")
+    return lines
+
+
+def print_split(source):
+    """Print split_lines(source) when it has any (the start of a training run)."""
+    for line in split_lines(source) or ():
+        print(line)
 
 
 def sample_images():

@@ -10,16 +10,23 @@ custom ops. `check_ops` reads the operator codes straight from the file's flatbu
 struct parsing below; no interpreter is built and nothing is run) and refuses any op that is not in
 ALLOWED_OPS, a list of TFLite builtin tensor-math ops, with one line naming the model and the op.
 Only then does `load_tflite_upscaler` build an interpreter: LiteRT's (`ai-edge-litert`) when it is
-installed, else TensorFlow's deprecated `tf.lite.Interpreter`.
+installed, else TensorFlow's deprecated `tf.lite.Interpreter`. It runs in a forked child process
+(`_Runner`): an interpreter asked for a huge output crashes instead of raising, and how large an
+output will be is only known once the model has run, so a crash must not take the caller along.
 """
+import faulthandler
 import os
+import signal
+import socket
 import struct
 import tempfile
 import warnings
+import weakref
 
 import numpy as np
 
 from sr_keras.errors import UserError, first_line
+from sr_keras.loading import MAX_SCALE
 
 # TFLite BuiltinOperator codes (tensorflow/compiler/mlir/lite/schema/schema.fbs) of tensor math: no
 # control flow (subgraph calls), no resource or variable ops, no CUSTOM (32, which Flex ops use).
@@ -159,15 +166,163 @@ def _interpreter(data, threads):
     return Interpreter(model_content=data, num_threads=threads)
 
 
+# An output larger than this many times its input (in elements) is never taken back from the child:
+# MAX_SCALE per side.
+_MAX_GROWTH = MAX_SCALE ** 2
+
+
+def _send(sock, header, payload=b""):
+    sock.sendall(struct.pack("<8q", *header, *[0] * (8 - len(header))) + payload)
+
+
+def _receive(sock, n):
+    """n bytes from sock, or None when the other side is gone first."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            return None
+        got += k
+    return bytes(buf)
+
+
+def _serve(sock, data):
+    """The child's loop: one fresh interpreter (its threads start here, after the fork), then for each
+    request (an image batch) its output, or the error; returns when the parent closes its end."""
+    it = _interpreter(data, os.cpu_count())
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+    shape = None
+    while True:
+        head = _receive(sock, 64)
+        if head is None:
+            return
+        dims = struct.unpack("<8q", head)[:4]
+        x = np.frombuffer(_receive(sock, int(np.prod(dims))) or b"", np.uint8).reshape(dims)
+        try:
+            if x.shape != shape:
+                it.resize_tensor_input(inp, list(x.shape))
+                it.allocate_tensors()
+                shape = x.shape
+            it.set_tensor(inp, x)
+            it.invoke()
+            y = it.get_tensor(out)
+        except Exception as e:  # LiteRT's RuntimeError, a shape it refuses: sent back as one line
+            message = first_line(e).encode("utf-8", "replace")[:1000]
+            _send(sock, (-1, len(message)), message)
+            continue
+        if y.dtype != np.uint8 or y.ndim > 7:
+            message = f"its output is {y.dtype} of {y.ndim} dimensions".encode()
+            _send(sock, (-1, len(message)), message)
+            continue
+        _send(sock, (y.ndim,) + y.shape, np.ascontiguousarray(y).tobytes())
+
+
+def _stop_child(sock, pid):
+    sock.close()
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
 class _Runner:
-    """One interpreter; re-allocates only when the batch shape changes (the tiler keeps it fixed)."""
+    """Runs a .tflite model in a child process of its own, where a crash cannot take this one along.
+
+    LiteRT does not check its allocations: a model of allowed ops that asks for a huge output (a
+    resize x600) segfaults the interpreter, and the size a model's output will have is only known once
+    it has run (its shapes depend on tensor values). So the interpreter runs in a forked child that
+    gets each image batch over a socket and sends back the output; a child that dies is reported in
+    one line and replaced on the next call, and an output over _MAX_GROWTH times its input is refused
+    unread. Where fork() is missing (Windows) the interpreter runs in this process.
+    """
 
     def __init__(self, data):
-        self.it = _interpreter(data, os.cpu_count())
-        inp, out = self.it.get_input_details(), self.it.get_output_details()
+        self.data = data
+        it = _interpreter(data, 1)  # reads the signature; runs nothing
+        inp, out = it.get_input_details(), it.get_output_details()
         if len(inp) != 1 or len(out) != 1 or inp[0]["dtype"] != np.uint8 or out[0]["dtype"] != np.uint8:
             raise ValueError("expected one uint8 image input and one uint8 image output")
-        self.inp, self.out, self.shape = inp[0]["index"], out[0]["index"], None
+        self._local = None if hasattr(os, "fork") else _LocalRunner(it, inp[0]["index"], out[0]["index"])
+        self._child = None
+
+    def _start(self):
+        parent, child = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the child: serve, then leave without running the parent's exit handlers
+            code = 0
+            try:
+                parent.close()
+                faulthandler.disable()  # a crash here is expected and reported by the parent, in one line
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                _serve(child, self.data)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+        self._child = (parent, pid, weakref.finalize(self, _stop_child, parent, pid))
+        return self._child
+
+    def _died(self, x):
+        sock, pid, finalizer = self._child
+        self._child = None
+        sock.close()
+        _, status = os.waitpid(pid, 0)
+        finalizer.detach()
+        how = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else \
+            f"exit status {os.WEXITSTATUS(status)}"
+        return RuntimeError(f"the TFLite interpreter crashed on an input of {x.shape[1]}x{x.shape[2]} ({how}); "
+                            "its output is likely too large for memory")
+
+    def __call__(self, x):
+        if self._local is not None:
+            return self._local(x)
+        x = np.ascontiguousarray(x, np.uint8)
+        if self._child is None:
+            self._start()
+        try:
+            return self._exchange(x)
+        except KeyboardInterrupt:  # Ctrl-C mid-exchange: the socket's stream is out of step, start afresh
+            if self._child is not None:
+                sock, pid, finalizer = self._child
+                self._child = None
+                finalizer.detach()
+                _stop_child(sock, pid)
+            raise
+
+    def _exchange(self, x):
+        sock = self._child[0]
+        try:
+            _send(sock, x.shape, x.tobytes())
+        except OSError:
+            raise self._died(x) from None
+        head = _receive(sock, 64)
+        if head is None:
+            raise self._died(x)
+        values = struct.unpack("<8q", head)
+        if values[0] < 0:
+            raise RuntimeError((_receive(sock, values[1]) or b"").decode("utf-8", "replace"))
+        shape = values[1:1 + values[0]]
+        if int(np.prod(shape, dtype=np.float64)) > _MAX_GROWTH * x.size:
+            _stop_child(sock, self._child[1])
+            self._child[2].detach()
+            self._child = None
+            raise RuntimeError(f"an input of {x.shape[1]}x{x.shape[2]} gave an output of shape {list(shape)}, over "
+                               f"x{MAX_SCALE} per side; refused unread")
+        body = _receive(sock, int(np.prod(shape)))
+        if body is None:
+            raise self._died(x)
+        return np.frombuffer(body, np.uint8).reshape(shape).copy()
+
+
+class _LocalRunner:
+    """The interpreter in this process (no fork() here); re-allocates only when the batch shape changes."""
+
+    def __init__(self, it, inp, out):
+        self.it, self.inp, self.out, self.shape = it, inp, out, None
 
     def __call__(self, x):
         if x.shape != self.shape:
@@ -215,7 +370,10 @@ def load_tflite_upscaler(path, flag="--model"):
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{flag} '{path}': cannot load the TFLite model: {first_line(e)}") from e
 
-    upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
-    radius = probe_radius(run, upscaler.scale)
+    try:
+        upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
+        radius = probe_radius(upscaler.batch, upscaler.scale)  # batch: its output shape is checked
+    except RuntimeError as e:  # the interpreter crashed or refused the probe
+        raise UserError(f"{flag} '{path}': {first_line(e)}") from e
     upscaler.radius = _PROBE_RADIUS if radius is None else radius
     return upscaler

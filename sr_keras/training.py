@@ -11,10 +11,9 @@ import re
 import sys
 
 import keras
-import tensorflow as tf
 
+from sr_keras import backend, runs
 from sr_keras import metrics as sr_metrics
-from sr_keras import runs
 from sr_keras.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFiniteGuard, ResumableEarlyStopping,
                                 RunCheckpoint, lr_schedule)
 from sr_keras.distribute import Trainer, replicate_for_replicas, tf_config_is_chief
@@ -65,10 +64,15 @@ def holding_run_folder(train, created=False):
     memory into one line that says which flags make a run smaller. `created`: check_outputs made --out
     (it is removed again if the run leaves nothing in it)."""
     chief = is_chief_worker(train.strategy)
+    out_of_memory = (MemoryError,)
+    if backend.is_tensorflow():
+        import tensorflow as tf
+
+        out_of_memory += (tf.errors.ResourceExhaustedError,)
     with runs.run_lock(train.out, created) if chief else contextlib.nullcontext():
         try:
             yield
-        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+        except out_of_memory as e:
             found = re.search(r"OOM when allocating tensor with shape\S*", str(e))
             what = found.group(0) if found else first_line(e)
             raise UserError(f"out of memory ({what}): try a smaller --batch-size (it is {train.batch_size}) or "
@@ -150,7 +154,8 @@ def build_srresnet_trainer(config, *, lr=1e-4, loss="mse", jit=False, ema=None):
     generator = make_generator(config)
     trainer = float32_output(generator)
     trainer.compile(optimizer=adam(lr, ema), loss=PIXEL_LOSSES[loss],
-                    metrics=[sr_metrics.PSNRY(config.scale), sr_metrics.SSIMY(config.scale)], jit_compile=bool(jit))
+                    metrics=[sr_metrics.PSNRY(config.scale), sr_metrics.SSIMY(config.scale)],
+                    jit_compile=bool(jit) or not backend.is_tensorflow())  # JAX steps are always XLA-compiled
     return trainer, generator
 
 
@@ -167,8 +172,9 @@ def datasets(train, start_epoch):
     train.degradation says (sr_keras.data); validation is the first
     train.val_images images of the validation split (0: all).
     """
-    from sr_keras import data
+    from sr_keras import data, sources
 
+    sources.print_split(train.data)  # a user's folder: which photographs train, validate and test the run
     train_ds = data.training_dataset(train.data, train.track, batch_size=train.batch_size, hr_crop=train.hr_crop,
                                      seed=train.seed, augment_p=train.augment_p, start_epoch=start_epoch,
                                      steps_per_epoch=train.steps_per_epoch, degradation=train.degradation)
@@ -214,12 +220,16 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
         *stateful.values(),
         RunCheckpoint(train.out, generator, config, stateful=stateful, monitor=train.monitor, state=state,
                       write=chief, average=average),
-        keras.callbacks.TensorBoard(log_dir, write_graph=False),
     ]
-    if train.panel_images and chief:
-        pairs = take_pairs(val_ds, train.panel_images)
-        callbacks.append(ImagePanel(os.path.join(log_dir, "images"), generator, pairs, scale, average=average))
-    val_ds = replicate_for_replicas(val_ds, trainer.distribute_strategy.num_replicas_in_sync)
+    if backend.is_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir, write_graph=False))
+        if train.panel_images and chief:
+            pairs = take_pairs(val_ds, train.panel_images)
+            callbacks.append(ImagePanel(os.path.join(log_dir, "images"), generator, pairs, scale, average=average))
+        val_ds = replicate_for_replicas(val_ds, trainer.distribute_strategy.num_replicas_in_sync)
+    else:
+        print(f"TensorBoard logs and image panels are TensorFlow-only: not written on KERAS_BACKEND={backend.name()} "
+              f"(each epoch's results are in {os.path.join(ckpt_dir, runs.STATE_FILE)})")
     return trainer.fit(train_ds, epochs=train.epochs, initial_epoch=start, steps_per_epoch=train.steps_per_epoch,
                        validation_data=val_ds, callbacks=callbacks, shuffle=False,
                        verbose=1 if sys.stdout.isatty() else 2)  # a log file gets one line per epoch
@@ -228,10 +238,15 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
 def finish_run(train, generator_config):
     """After fit: export the selected generator, then (with train.test_images) print bicubic against
     the export on the first test_images images of the test split, and write the export's model card."""
+    generator = runs.export_best(train.out, train.export, generator_config)
+    if not backend.is_tensorflow():
+        if train.test_images:
+            print(f"--test-images: scoring the export is TensorFlow-only; on a TensorFlow machine, evaluate.py "
+                  f"{train.export} (export.py makes its SavedModel)")
+        return  # model.keras and generator.json: the model card reads TensorBoard logs and TensorFlow's devices
     from sr_keras import data, evaluation, model_card
     from sr_keras.models import count_trainable
 
-    generator = runs.export_best(train.out, train.export, generator_config)
     scores = None
     if train.test_images:
         pairs = take_pairs(data.eval_dataset(train.data, train.track, "test"), train.test_images)

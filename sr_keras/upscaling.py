@@ -10,10 +10,15 @@ output that exists is complete: --skip-existing trusts it (and a SIGTERM, handle
 sr_keras.errors.cli_entry, leaves no temporary file).
 
 Each file is its own job: a file that cannot be read (sr_keras.imageio's refusals: damaged, a
-decompression bomb, floating point), whose pixels or size the chosen format cannot hold (16-bit in
-JPEG/WebP, alpha in JPEG, a side over the format's limit), that the model cannot take (too small for
-its borders, e.g. 1 pixel wide with a bicubic-skip model; output not finite) or that runs out of
-memory is named in one line and skipped; the others are written. A full disk stops the batch, once.
+decompression bomb, floating point, not a raster format), whose pixels or size the chosen format
+cannot hold (16-bit in JPEG/WebP, alpha in JPEG, a side over the format's limit), whose output would
+need more memory at once than is available (JPEG, WebP and --outscale hold the whole output; e.g.
+--outscale 3000), whose output would replace an input (a folder upscaled into itself, --suffix "", -o
+naming the input), that the model cannot take (too small for its borders, e.g. 1 pixel wide with a
+bicubic-skip model; output not finite) or that runs out of memory is named in one line and skipped;
+the others are written. A full disk stops the batch, once. Metadata that the output cannot carry
+is dropped with a warning naming the file: an EXIF block over JPEG's 64 kB segment, an ICC profile
+over MAX_ICC_BYTES (Pillow reads no larger one back from a PNG).
 
 TensorFlow is imported only when a picture is upscaled, so bad inputs are reported at once.
 """
@@ -29,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sr_keras.errors import UserError, first_line, one_line
-from sr_keras.imageio import IMAGE_EXTENSIONS, PngStream, atomic_file, list_images, read_image
+from sr_keras.imageio import IMAGE_EXTENSIONS, RASTER_FORMATS, PngStream, atomic_file, list_images, read_image
 
 
 def collect_inputs(inputs):
@@ -59,6 +64,11 @@ def collect_inputs(inputs):
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 MAX_SIDE = {"png": 2**31 - 1, "jpg": 65535, "webp": 16383}
 _EXIF_ORIENTATION = 0x0112
+_TIFF_ICC = 34675  # InterColorProfile
+# JPEG keeps EXIF in one APP1 segment: 65535 bytes less its 2-byte length (Pillow's own check)
+MAX_JPEG_EXIF = 65533
+# Pillow refuses to read a PNG whose iCCP chunk inflates to more (PngImagePlugin.MAX_TEXT_CHUNK)
+MAX_ICC_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,27 +154,77 @@ def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_
 
 def check_format(pixels, alpha, path, output, scale=None):
     """Raise UserError (one line naming the file) when output's format cannot hold the picture (its
-    pixels, or, given the model's `scale`, its size)."""
+    pixels, or, given the model's `scale`, its size), or the output held whole would not fit in memory."""
     fmt = FORMATS[output.ext]
     if scale is not None:
         w, h = output.size(pixels.shape[1], pixels.shape[0], scale)
         if max(w, h) > MAX_SIDE[output.ext]:
             raise UserError(f"'{path}' would become {w}x{h}, over {fmt}'s largest side of "
                             f"{MAX_SIDE[output.ext]} pixels: use a smaller --outscale or another --ext")
+        held, left = held_bytes(pixels, alpha, output, scale), memory_available()
+        if left is not None and held > left:
+            raise UserError(f"'{path}' would become {w}x{h}, which needs {held / 2**30:,.1f} GiB of memory at once, "
+                            f"more than the {left / 2**30:,.1f} GiB available: use a smaller --outscale, or --ext "
+                            "png without --outscale (written as it is made)")
     if pixels.dtype == np.uint16 and fmt != "PNG":
         raise UserError(f"'{path}' is 16-bit and {fmt} holds 8 bits: use --ext png to keep it")
     if alpha is not None and fmt == "JPEG":
         raise UserError(f"'{path}' has an alpha channel, which JPEG cannot hold: use --ext png or webp")
 
 
+def memory_available():
+    """Bytes this process may still allocate (sr_keras.inference.memory_left: available memory, ulimit -v,
+    the cgroup's limit), or None when unknown."""
+    from sr_keras.inference import memory_left
+
+    return memory_left()
+
+
+def held_bytes(pixels, alpha, output, scale):
+    """Bytes upscale_file holds at once for `pixels` (with `alpha`): 0 for a PNG at the model's scale
+    (written as it is made); else the model-scale picture, the resized one with Pillow's image it comes
+    from, and Pillow's copy to save (Pillow stores a pixel in 4 bytes)."""
+    if output.ext == "png" and output.outscale is None:
+        return 0
+    channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
+    h, w = pixels.shape[0] * scale, pixels.shape[1] * scale
+    fw, fh = output.size(pixels.shape[1], pixels.shape[0], scale)
+    item = pixels.dtype.itemsize
+    resized = fw * fh * (channels * item + 4) if (fw, fh) != (w, h) else 0
+    saved = fw * fh * 4 if output.ext != "png" else 0
+    return w * h * channels * item + resized + saved
+
+
+def _warn(message):
+    tqdm.write(f"warning: {one_line(message)}", file=sys.stderr)
+
+
+def output_metadata(path, info, output, warn=_warn):
+    """{"icc_profile": ..., "exif": ...} to save with `path`'s output, less what the output cannot carry
+    (an ICC profile over MAX_ICC_BYTES, a JPEG's EXIF over MAX_JPEG_EXIF), each dropped with a `warn`."""
+    extra = {"icc_profile": info.get("icc_profile")}
+    if output.ext != "png":
+        extra["exif"] = exif_bytes(path)
+    if extra["icc_profile"] and len(extra["icc_profile"]) > MAX_ICC_BYTES:
+        warn(f"'{path}': its ICC profile ({len(extra['icc_profile']):,} bytes) is over {MAX_ICC_BYTES:,} bytes, "
+             "more than image readers take: the output is written without it")
+        extra["icc_profile"] = None
+    if extra.get("exif") and output.ext == "jpg" and len(extra["exif"]) > MAX_JPEG_EXIF:
+        warn(f"'{path}': its EXIF block ({len(extra['exif']):,} bytes) is over JPEG's limit of {MAX_JPEG_EXIF:,} "
+             "bytes: the output is written without EXIF")
+        extra["exif"] = None
+    return {k: v for k, v in extra.items() if v}
+
+
 def exif_bytes(path):
     """The EXIF block of an image file with its orientation set to 1 (the pixels are read upright),
     or None when it has none."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=RASTER_FORMATS) as im:
             exif = im.getexif()
     except Exception:  # the pixels were readable; a broken EXIF block is only dropped
         return None
+    exif.pop(_TIFF_ICC, None)  # a TIFF's tags come back as its EXIF: the profile travels on its own
     if not exif:
         return None
     if _EXIF_ORIENTATION in exif:
@@ -229,7 +289,7 @@ def _model_bands(bands, shown, width, height, flags):
         yield from bands
 
 
-def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
+def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output(), warn=_warn):
     """Upscale one image file to `dest`, written atomically; returns `dest`.
 
     Args:
@@ -238,6 +298,8 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
         dest: the output file (its format is output.ext's, whatever its name says).
         tiling: a Tiling.
         output: an Output.
+        warn: called with a message for metadata dropped (output_metadata); default: a warning line
+            on stderr.
 
     Raises:
         UserError: one line naming the file when it cannot be read, the format cannot hold its
@@ -249,13 +311,14 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
     s = upscaler.scale
     w, h = output.size(pixels.shape[1], pixels.shape[0], s)
     channels = (1 if pixels.ndim == 2 else 3) + (alpha is not None)
+    extra = output_metadata(path, info, output, warn)
     bands = _model_bands(upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap,
                                         tiling.max_tile_mb or None, progress=True, batch=tiling.batch),
                          f"'{path}'", pixels.shape[1], pixels.shape[0], "--tile, --tile-memory or --batch-tiles")
     try:
         with atomic_file(dest) as tmp, open(tmp, "wb") as f:
             if output.ext == "png" and output.outscale is None:
-                png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
+                png = PngStream(f, w, h, channels, pixels.dtype, extra.get("icc_profile"))
                 for _, band in bands:
                     png.write(band)
                 png.close()
@@ -267,12 +330,14 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
             if (w, h) != (full.shape[1], full.shape[0]):
                 full = resize_lanczos(full, w, h)
             if output.ext == "png":
-                png = PngStream(f, w, h, channels, pixels.dtype, info.get("icc_profile"))
+                png = PngStream(f, w, h, channels, pixels.dtype, extra.get("icc_profile"))
                 png.write(full)
                 png.close()
             else:
-                extra = {k: v for k, v in (("icc_profile", info.get("icc_profile")), ("exif", exif_bytes(path))) if v}
                 Image.fromarray(full).save(f, format=FORMATS[output.ext], quality=output.quality, **extra)
+    except MemoryError as e:  # the whole output held at once (check_format bounds it by the machine's memory)
+        raise UserError(f"out of memory writing '{dest}' ({w}x{h}): use a smaller --outscale, or --ext png "
+                        "without --outscale (written as it is made)") from e
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(f"cannot write '{dest}': {e.strerror}") from e
@@ -280,22 +345,50 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output()):
     return dest
 
 
+def file_identity(path):
+    """(device, inode) of the file `path` names (links followed), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def overwrite_refusal(path, dest):
+    """The message refusing to write `path`'s output `dest`, which is an input."""
+    return (f"'{path}': its output '{dest}' is an input file, which is never overwritten: choose another "
+            "--out, --suffix or -o")
+
+
 def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), out_file=None, skip_existing=False):
     """Upscale each file into out_dir (or the one file into out_file); a file that fails is named on
     stderr (one line) and skipped. A full disk stops the batch: DiskFull, counting what was written.
 
     Two inputs with the same stem would write the same output: the second is refused, not written.
-    With skip_existing, an input whose output exists is not upscaled again (outputs are written
-    atomically, so an existing one is complete).
+    An input is never overwritten: a file whose output is one of `files` (compared as files, so links
+    and other spellings of a path count) is refused before any picture is upscaled. With skip_existing,
+    an input whose output exists is not upscaled again (outputs are written atomically, so an existing
+    one is complete).
 
     Returns:
         (written, skipped, failed): the numbers of files written and skipped, and the files that failed.
     """
     written, skipped, failed = 0, 0, []
     claimed = {}  # output path -> the input that produced it
-    for path in tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img"):
+    dests = [out_file or os.path.join(out_dir, output.name(path, upscaler.scale)) for path in files]
+    inputs = {identity for identity in map(file_identity, files) if identity}
+    replaces_input = [file_identity(dest) in inputs for dest in dests]  # all known before the first picture
+    bar = tqdm(files, desc=f"upscale x{upscaler.scale}", unit="img")
+
+    def say(line):  # on a line of its own: this bar is cleared first and drawn again after, and no
+        bar.clear()  # other bar is touched (tqdm.write moves to each one, a failed picture's tile bar too)
+        print(one_line(line), file=sys.stderr, flush=True)
+        bar.refresh()
+
+    for path, dest, clash in zip(bar, dests, replaces_input):
         try:
-            dest = out_file or os.path.join(out_dir, output.name(path, upscaler.scale))
+            if clash:
+                raise UserError(overwrite_refusal(path, dest))
             if dest in claimed:
                 raise UserError(f"'{path}' would overwrite {os.path.basename(dest)}, the output of "
                                 f"'{claimed[dest]}' (same file stem)")
@@ -303,11 +396,11 @@ def upscale_files(upscaler, files, out_dir, tiling=Tiling(), output=Output(), ou
             if skip_existing and os.path.exists(dest):
                 skipped += 1
                 continue
-            upscale_file(upscaler, path, dest, tiling, output)
+            upscale_file(upscaler, path, dest, tiling, output, warn=lambda message: say(f"warning: {message}"))
             written += 1
         except DiskFull as e:
             raise DiskFull(f"{e}; stopped with {written} image(s) written") from e
         except UserError as e:
-            tqdm.write(f"error: {one_line(e)} (skipped)", file=sys.stderr)
+            say(f"error: {e} (skipped)")
             failed.append(path)
     return written, skipped, failed

@@ -4,6 +4,7 @@ import argparse
 import ast
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -119,3 +120,66 @@ def test_modules_and_scripts_stay_within_their_size_limits():
         if lines > limit:
             over[os.path.relpath(path, ROOT)] = lines
     assert over == {}
+
+
+def _parser():
+    p = cli.ArgumentParser(prog="tool")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--outscale", type=float, default=None, help="final scale (default: the model's scale)")
+    p.add_argument("--tile", type=int, default=256, help="tile side")
+    p.add_argument("--tile-memory", type=int, default=768, help="MB")
+    p.add_argument("--seed", type=int, default=None, help="a seed")
+    return p
+
+
+def _error(parser, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_help_shows_one_default_and_none_that_says_nothing():
+    text = " ".join(_parser().format_help().split())
+    assert "final scale (default: the model's scale) " in text and "tile side (default: 256)" in text
+    assert "(default: None)" not in text and text.count("(default:") == 3  # --outscale, --tile, --tile-memory
+
+
+def test_a_mistyped_flag_gets_the_closest_one(capsys):
+    p = _parser()
+    assert _error(p, ["--model", "m", "--ouput", "x"], capsys) == \
+        "tool: error: unrecognized arguments: --ouput x; --ouput: did you mean --out?"
+    # also where argparse stops first at a missing required flag, and in --flag=value form
+    assert _error(p, ["--mdoel=m"], capsys) == \
+        "tool: error: the following arguments are required: --model; --mdoel: did you mean --model?"
+    assert _error(p, ["--model", "m", "--tiel", "3", "--zzzzzz"], capsys) == \
+        "tool: error: unrecognized arguments: --tiel 3 --zzzzzz; --tiel: did you mean --tile?"
+
+
+def test_abbreviations_argparse_allows_are_no_typos(capsys):
+    p = _parser()
+    assert p.parse_args(["--model", "m", "--tile-mem", "512", "--outs", "2"]).tile_memory == 512
+    assert _error(p, ["--model", "m", "--ti", "3"], capsys) == \
+        "tool: error: ambiguous option: --ti could match --tile, --tile-memory"  # argparse's words, no guess
+    assert p.typo_hint(["--tile-m", "-1", "-2.5", "x", "--", "--ouput"]) == ""
+
+
+def test_every_script_parses_with_the_projects_parser():
+    """The one-default help and the typo hint hold for every script only while each builds its parser
+    with cli.ArgumentParser."""
+    offenders = [os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, "sr_keras", "cli", "*.py"))
+                 if "argparse.ArgumentParser(" in open(path, encoding="utf-8").read()
+                 and not path.endswith("__init__.py")]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("script", ["train_srresnet", "train_srgan", "evaluate", "upscale", "export", "interpolate",
+                                    "web"])
+def test_no_script_help_shows_two_defaults_for_one_flag(script, capsys):
+    module = __import__(f"sr_keras.cli.{script}", fromlist=["main"])
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--help" in text and not re.search(r"\(default: [^)]*\)\s*\(default:", text)
+    assert "(default: None)" not in text

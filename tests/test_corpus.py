@@ -66,3 +66,16 @@ def test_train_scales_add_reduced_copies_of_training_photographs_only(tmp_path, 
     assert sorted(os.listdir(tmp_path / "train")) == ["p_a.png", "p_a_s50.png", "p_a_s75.png"]
     with pytest.raises(ValueError, match=r"Received: train_scales=\(1\.5,\)"):
         corpus.build(str(tmp_path), progress=lambda line: None, train_scales=(1.5,))
+
+
+def test_build_caps_the_long_side_of_every_photograph(tmp_path, monkeypatch):
+    photos = {"p:wide": "train", "p:tall": "test"}
+    shapes = {"wide": (12, corpus.LONG_SIDE + 60, 3), "tall": (corpus.LONG_SIDE * 2, 6, 3)}
+    monkeypatch.setattr(corpus, "SPLITS", photos)
+    monkeypatch.setattr(corpus, "LOADERS", {"p": lambda name: np.full(shapes[name], 90, np.uint8)})
+    monkeypatch.setattr(corpus, "LICENCES", {"p": "test licence"})
+    manifest = corpus.build(str(tmp_path), progress=lambda line: None, train_scales=(1, 0.5))
+    sizes = {e["file"]: e["size"] for e in manifest["files"]}
+    # [width, height]: 2100x12 -> 2040x12 (12 * 2040 / 2100 = 11.66), 6x4080 -> 3x2040; the 0.5 copy of that
+    assert sizes == {os.path.join("train", "p_wide.png"): [2040, 12], os.path.join("test", "p_tall.png"): [3, 2040],
+                     os.path.join("train", "p_wide_s50.png"): [1020, 6]}

@@ -394,6 +394,33 @@ def test_hr_folder_subfolders(tmp_path):
         data.eval_dataset(str(tmp_path), "bicubic_x2", "test")
 
 
+def test_training_on_a_folder_prints_which_photographs_train_validate_and_test(tmp_path, capsys):
+    """A user's folder: the run names the photographs of each split (sorted-name rule; subfolders)."""
+    folder = tmp_path / "mine"
+    for i in range(20):  # natural order img2 < img10; 20 // 18 = 1: img19 test, img18 validation
+        _save(str(folder / f"img{i}.png"), _photo_crop(i, 32, 32))
+    from sr_keras import config, training
+
+    capsys.readouterr()
+    training.datasets(config.TrainConfig(track="bicubic_x2", data=str(folder), out="", export="", batch_size=2,
+                                         hr_crop=16, seed=0), 0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"photographs of {folder} (sorted by name; the last n//18 are test, the n//18 before them " \
+                     "validation; train/ valid/ test/ subfolders set it yourself):"
+    assert out[1] == "  train (18): " + ", ".join(f"img{i}.png" for i in range(12)) + " and 6 more"
+    assert out[2:4] == ["  validation (1): img18.png", "  test (1): img19.png"]
+
+    for split, names in (("train", ("b.png", "a.png")), ("valid", ("c.png",))):
+        for name in names:
+            _save(str(tmp_path / "sub" / split / name), _photo_crop(0, 32, 32))
+    assert sources.split_lines(str(tmp_path / "sub")) == [
+        f"photographs of {tmp_path / 'sub'} (its train/ valid/ test/ subfolders):",
+        f"  train (2): {os.path.join('train', 'a.png')}, {os.path.join('train', 'b.png')}",
+        f"  validation (1): {os.path.join('valid', 'c.png')}",
+        f"  test: none: {tmp_path / 'sub'}: has train/valid subfolders but none for the test split (test/)"]
+    assert sources.split_lines("samples")[1] == "  train (6): " + ", ".join(sources.SAMPLE_SPLITS["train"])
+
+
 def test_hr_folder_reads_the_extensions_every_tool_reads(tmp_path):
     """TIFF, PPM, PGM and BMP files are training images too (imageio.IMAGE_EXTENSIONS, as evaluate.py)."""
     folder = tmp_path / "hr"

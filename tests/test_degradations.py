@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from sr_keras import data, degradations, imresize, sources
+from sr_keras import data, degradations, imresize, pipeline, sources
 from sr_keras.degradations import DegradationConfig
 from sr_keras.errors import UserError
 
@@ -122,6 +122,20 @@ def test_same_seed_same_lr_other_seed_other_lr_input_untouched():
     assert np.array_equal(hr, copy)
 
 
+def test_jpeg_comes_after_the_noise():
+    """The LR is a JPEG decode, so JPEG at its quality again changes it little; noise added after the JPEG
+    would stay in the LR, and a second JPEG would remove much of it."""
+    hr = _photo("astronaut", 128, 128, 80, 180)
+    config = DegradationConfig(blur_p=0.0, noise_p=1.0, poisson_p=0.0, noise_sigma=(20.0, 20.0), jpeg_p=1.0,
+                               jpeg_quality=(40, 40), second_order_p=0.0, resize_kernels=(("bicubic", 1.0),))
+    clean = degradations.jpeg(imresize.downscale(hr, 4), 40).astype(int)
+    for seed in range(3):
+        lr = degradations.degrade(hr, 4, config, seed)
+        assert np.abs(lr.astype(int) - clean).mean() > 5  # the noise is in it
+        assert np.abs(degradations.jpeg(lr, 40).astype(int) - lr).mean() < 1  # and JPEG came last (measured:
+        # at most 0.4 grey levels; noise after JPEG leaves about 15)
+
+
 def test_config_values_are_checked_and_presets_resolve():
     with pytest.raises(ValueError, match=r"Received: noise_p=1\.5"):
         DegradationConfig(noise_p=1.5)
@@ -222,6 +236,19 @@ def test_realistic_batches_repeat_and_resume_exactly(div2k):
         np.testing.assert_array_equal(la, lb)
         np.testing.assert_array_equal(ha, hb)
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(straight, epochs(0, 3, seed=6)))
+
+
+def test_every_batch_and_example_draws_its_own_degradation():
+    # one image exactly one crop in size, no augmentation: every example's HR crop is the same, so only
+    # the degradation's seed (seed, batch, example) tells the LRs apart
+    hr = _photo("astronaut", 32, 32, 100, 180)
+    ds = pipeline.training_pipeline(lambda ks: [(None, hr) for _ in ks], [(8, 8)], scale=4, batch_size=2,
+                                    lr_crop=8, augment_p=0.0, seed=3, start_batch=0,
+                                    degradation=degradations.resolve("realistic"))
+    batches = [(_u8(lr), _u8(hr_batch)) for lr, hr_batch in ds.take(3)]
+    assert all(np.array_equal(h, hr) for _, hrs in batches for h in hrs)
+    lrs = [lr for lr_batch, _ in batches for lr in lr_batch]  # batch 0 example 0, 0/1, 1/0, ...
+    assert not any(np.array_equal(lrs[i], lrs[j]) for i in range(len(lrs)) for j in range(i))
 
 
 def test_samples_and_hr_folders_take_a_degradation(tmp_path):

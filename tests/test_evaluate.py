@@ -94,12 +94,16 @@ def test_folder_mode_with_lr_dir_matches_independent_scores(tmp_path, photos, ti
     assert code == 0, err
 
     doc = json.loads((out / "results.json").read_text())
-    assert set(doc) == {"protocol", "degradation", "rows"} and doc["protocol"] == "full"
-    assert doc["degradation"] is None
-    assert [r["model"] for r in doc["rows"]] == ["bicubic", "tiny"]
+    assert set(doc) == {"protocol", "metrics", "degradation", "rows"} and doc["protocol"] == "full"
+    assert doc["degradation"] is None and doc["metrics"] == ["psnr", "ssim", "niqe"]
+    assert [r["model"] for r in doc["rows"]] == ["bicubic", "tiny", "HR"]
     for r in doc["rows"]:
-        assert set(r) == {"model", "track", "scale", "psnr", "ssim", "images"}
+        assert set(r) == {"model", "track", "scale", "psnr", "ssim", "niqe", "images"}
         assert r["track"] is None and r["scale"] == 4 and r["images"] == 3
+        assert r["niqe"] is None  # every crop is smaller than NIQE's 96x96 block
+    assert "note: no NIQE for 3 image(s)" in err
+    hr_row = doc["rows"].pop()
+    assert hr_row["psnr"] is None and hr_row["ssim"] is None
     ref = {"bicubic": [], "tiny": []}
     for f in sorted(photos.iterdir()):
         hr = np.asarray(Image.open(f))
@@ -112,12 +116,15 @@ def test_folder_mode_with_lr_dir_matches_independent_scores(tmp_path, photos, ti
         assert r["psnr"] == pytest.approx(p, abs=0.01) and r["ssim"] == pytest.approx(s, abs=0.001)
 
     per_image = list(csv.DictReader((out / "per_image.csv").open()))
-    assert len(per_image) == 6 and {r["image"] for r in per_image} == {"astronaut", "chelsea", "coffee"}
+    assert len(per_image) == 9 and {r["image"] for r in per_image} == {"astronaut", "chelsea", "coffee"}
+    assert {r["track"] for r in per_image} == {"x4"} and {r["niqe"] for r in per_image} == {""}
     summary = list(csv.DictReader((out / "results.csv").open()))
-    assert [r["model"] for r in summary] == ["bicubic", "tiny"] and summary[0]["images"] == "3"
+    assert [r["model"] for r in summary] == ["bicubic", "tiny", "HR"] and summary[0]["images"] == "3"
+    assert summary[0]["track"] == "x4"
     md = (out / "results.md").read_text()
-    assert "| | x4 |" in md
-    assert f"| bicubic | {doc['rows'][0]['psnr']:.2f}/{doc['rows'][0]['ssim']:.4f} |" in md
+    assert "| model | x4 |" in md and "\n| |" not in md
+    assert f"| bicubic | {doc['rows'][0]['psnr']:.2f}/{doc['rows'][0]['ssim']:.4f}/- |" in md
+    assert "| HR | -/-/- |" in md
     figs = sorted(os.listdir(out / "figures"))
     assert figs == ["x4_astronaut.png", "x4_chelsea.png", "x4_coffee.png"]
     assert Image.open(out / "figures" / figs[0]).size[0] > 400
@@ -149,7 +156,7 @@ def test_degrade_scores_noisy_jpeg_lr_against_clean_hr_and_records_it(tmp_path, 
         ref["bicubic"].append(ref_score(pil_up(lr, 4), hr, 4))
         ref["tiny"].append(ref_score(model_sr(model, lr), hr, 4))
         clean.append(ref_score(pil_up(pil_down(hr, 4), 4), hr, 4)[0])
-    for r in doc["rows"]:
+    for r in doc["rows"][:2]:
         p, s = np.mean(ref[r["model"]], axis=0)
         assert r["psnr"] == pytest.approx(p, abs=0.01) and r["ssim"] == pytest.approx(s, abs=0.001)
     assert doc["rows"][0]["psnr"] < np.mean(clean) - 0.3  # the noise and JPEG cost bicubic
@@ -210,10 +217,12 @@ def test_grey_16_bit_and_rgba_hr_are_converted_once_with_a_note(tmp_path, capsys
     rgba = np.dstack([skimage.data.coffee()[:72, :96], np.full((72, 96), 90, np.uint8)])
     Image.fromarray(rgba).save(hr_dir / "b_rgba.png")
     out = tmp_path / "ev"
-    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--figures", "0", "--out", str(out)], capsys)
+    code, _, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--figures", "0", "--metrics", "psnr,ssim",
+                        "--out", str(out)], capsys)
     assert code == 0, err
     assert err.count("note: ") == 1 and "a_grey16.png" in err and "I;16" in err
-    rows = {r["image"]: float(r["psnr"]) for r in csv.DictReader((out / "per_image.csv").open())}
+    rows = {r["image"]: float(r["psnr"]) for r in csv.DictReader((out / "per_image.csv").open())
+            if r["model"] == "bicubic"}
     # 16-bit grey becomes 8-bit by rounding v/257 (here exactly the original 8-bit values), not clipping
     g = np.repeat(grey[..., None], 3, axis=2)
     assert rows["a_grey16"] == pytest.approx(ref_score(pil_up(pil_down(g, 4), 4), g, 4)[0], abs=0.01)
@@ -222,8 +231,10 @@ def test_grey_16_bit_and_rgba_hr_are_converted_once_with_a_note(tmp_path, capsys
 
 
 @pytest.mark.parametrize("extra,needle", [
-    (["--model", "tiny"], "NAME=PATH"),
-    (["--model", "bicubic={model}"], "baseline"),
+    (["--model", "tiny"], "--model 'tiny' not found"),
+    (["--model", "=x"], "NAME=PATH or a model name"),
+    (["--model", "bicubic={model}"], "taken by the bicubic row"),
+    (["--model", "hr={model}"], "taken by the HR row"),
     (["--model", "a={tmp}/missing"], "missing"),
     (["--lr-dir", "{tmp}/lr"], "no LR image"),
     (["--lr-dir", "{tmp}/lr_wrong"], "not a x4 pair"),
@@ -288,7 +299,7 @@ def test_div2k_mode_all_tracks_with_a_model_per_track(tmp_path, capsys):
     assert code == 0, err
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["model"], r["track"]) for r in rows] == [
-        (m, t) for t in evaluation.REPORT_TRACKS for m in ("bicubic", "srresnet")]
+        (m, t) for t in evaluation.REPORT_TRACKS for m in ("bicubic", "srresnet", "HR")]
     assert all(r["images"] == 2 and r["scale"] == int(r["track"][-1]) for r in rows)
     # the bicubic_x3 baseline, independently
     ref = [ref_score(pil_up(pil_down(np.ascontiguousarray(im), 3), 3), np.ascontiguousarray(im)[:72, :72], 3)
@@ -296,10 +307,11 @@ def test_div2k_mode_all_tracks_with_a_model_per_track(tmp_path, capsys):
     bic3 = next(r for r in rows if r["track"] == "bicubic_x3" and r["model"] == "bicubic")
     assert bic3["psnr"] == pytest.approx(np.mean([p for p, _ in ref]), abs=0.01)
     md = (out / "results.md").read_text()
-    assert "| | " + " | ".join(evaluation.REPORT_TRACKS) + " |" in md
+    assert "| model | " + " | ".join(evaluation.REPORT_TRACKS) + " |" in md
     assert md.count("| srresnet |") == 1 and md.count("| bicubic |") == 1
-    names = {r["image"] for r in csv.DictReader((out / "per_image.csv").open())}
-    assert names == {"0851", "0852"}
+    per_image = list(csv.DictReader((out / "per_image.csv").open()))
+    assert {r["image"] for r in per_image} == {"0851", "0852"}
+    assert {r["track"] for r in per_image} == set(evaluation.REPORT_TRACKS)
     assert len(os.listdir(out / "figures")) == 6 and (out / "figures" / "bicubic_x4_0851.png").exists()
 
 
@@ -390,7 +402,7 @@ def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos,
         "written (left out of every row)",
         "error: 2 image(s) left out of the results: b_oom (x4), c_nan (x4) (reasons above)"]
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["model"], r["images"]) for r in rows] == [("bicubic", 1), ("tiny", 1)]
+    assert [(r["model"], r["images"]) for r in rows] == [("bicubic", 1), ("tiny", 1), ("HR", 1)]
     assert {r["image"] for r in csv.DictReader((out / "per_image.csv").open())} == {"a_ok"}
     assert os.listdir(out / "figures") == ["x4_a_ok.png"]
     assert "results in" in stdout
@@ -489,3 +501,137 @@ def _bomb_png(path):
 
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0))
                      + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- NIQE, --metrics, names, figures
+
+@pytest.fixture(scope="module")
+def big_photos(tmp_path_factory):
+    """Two HR photographs large enough for NIQE's 96x96 blocks (multiples of 4)."""
+    hr_dir = tmp_path_factory.mktemp("big") / "hr"
+    hr_dir.mkdir()
+    Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[:192, 100:300])).save(hr_dir / "astronaut.png")
+    Image.fromarray(np.ascontiguousarray(skimage.data.coffee()[100:228, :192])).save(hr_dir / "coffee.png")
+    return hr_dir
+
+
+def test_niqe_of_every_output_and_of_hr_with_the_perception_distortion_figure(tmp_path, big_photos, tiny, capsys):
+    import sr_keras
+
+    model, path = tiny
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--hr-dir", str(big_photos), "--scale", "4", "--model", f"tiny={path}",
+                             "--figures", "1", "--out", str(out)], capsys)
+    assert code == 0, err
+    ref = {"bicubic": {}, "tiny": {}, "HR": {}}
+    for f in sorted(big_photos.iterdir()):
+        hr = np.asarray(Image.open(f))
+        lr = pil_down(hr, 4)
+        ref["bicubic"][f.stem] = sr_keras.niqe(pil_up(lr, 4))
+        ref["tiny"][f.stem] = sr_keras.niqe(model_sr(model, lr))
+        ref["HR"][f.stem] = sr_keras.niqe(hr)
+    per_image = list(csv.DictReader((out / "per_image.csv").open()))
+    assert len(per_image) == 6
+    for r in per_image:
+        assert float(r["niqe"]) == pytest.approx(ref[r["model"]][r["image"]], abs=1e-4)
+    assert [r["psnr"] for r in per_image if r["model"] == "HR"] == ["", ""]
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    for name, values in ref.items():
+        assert rows[name]["niqe"] == pytest.approx(np.mean(list(values.values())), abs=1e-9)
+    assert rows["HR"]["niqe"] < rows["bicubic"]["niqe"]  # bicubic blur looks less natural
+    md = (out / "results.md").read_text()
+    assert md.startswith("PSNR (dB) / SSIM / NIQE: ") and f"| HR | -/-/{rows['HR']['niqe']:.3f} |" in md
+    assert "note: no NIQE" not in err and "perception_distortion.png" in stdout
+    plot = Image.open(out / "perception_distortion.png")
+    assert plot.format == "PNG" and plot.size[0] > 400
+
+
+def test_perception_distortion_figure_marks_each_row(tmp_path, monkeypatch):
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: figs.append(fig))
+    rows = [{"model": "bicubic", "track": None, "scale": 4, "psnr": 27.0, "niqe": 7.5},
+            {"model": "gan", "track": None, "scale": 4, "psnr": 28.0, "niqe": 4.0},
+            {"model": "HR", "track": None, "scale": 4, "psnr": None, "niqe": 3.0}]
+    figures.perception_distortion_figure(str(tmp_path / "pd.png"), rows, "bicubic", "HR")
+    ax = figs[0].axes[0]
+    points = [tuple(c.get_offsets()[0]) for c in ax.collections]
+    assert points == [(27.0, 7.5), (28.0, 4.0)]
+    assert [t.get_text() for t in ax.texts] == ["bicubic", "gan"]
+    assert list(ax.lines[0].get_ydata()) == [3.0, 3.0] and "HR" in ax.get_legend().get_texts()[0].get_text()
+    assert "PSNR-Y" in ax.get_xlabel() and "NIQE" in ax.get_ylabel()
+
+
+@pytest.mark.parametrize("chosen,keys,models", [
+    ("psnr", {"psnr"}, ["bicubic"]),
+    ("niqe,ssim", {"ssim", "niqe"}, ["bicubic", "HR"]),
+])
+def test_metrics_flag_chooses_the_columns(tmp_path, big_photos, capsys, chosen, keys, models):
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(big_photos), "--scale", "4", "--metrics", chosen, "--figures", "0",
+                        "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "results.json").read_text())
+    assert [r["model"] for r in doc["rows"]] == models
+    assert all(set(r) == {"model", "track", "scale", "images"} | keys for r in doc["rows"])
+    header = (out / "per_image.csv").read_text().splitlines()[0].split(",")
+    assert header == ["image", "track", "scale", "model"] + [m for m in ("psnr", "ssim", "niqe") if m in keys]
+    assert not (out / "perception_distortion.png").exists()  # needs both PSNR and NIQE
+
+
+def test_a_bad_metrics_list_is_refused(tmp_path, big_photos, capsys):
+    code, _, err = run(["--hr-dir", str(big_photos), "--scale", "4", "--metrics", "psnr,lpips",
+                        "--out", str(tmp_path / "ev")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "--metrics: expected a comma-separated subset of psnr,ssim,niqe, got 'psnr,lpips'" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_a_bare_model_name_or_path_names_its_row(tmp_path, photos, tiny, capsys, monkeypatch):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copy(tiny[1], models_dir / "mymodel.keras")
+    monkeypatch.setenv("SR_KERAS_MODELS", str(models_dir))  # found by name, as a shipped model is
+    out = tmp_path / "ev"
+    code, _, err = run(["--hr-dir", str(photos), "--scale", "4", "--model", "mymodel", "--model", tiny[1],
+                        "--metrics", "psnr,ssim", "--figures", "0", "--out", str(out)], capsys)
+    assert code == 0, err
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["bicubic", "mymodel", "tiny"]
+    assert rows[1]["psnr"] == pytest.approx(rows[2]["psnr"], abs=1e-9)  # the same weights
+
+
+def test_a_file_name_that_is_not_utf8_is_scored_and_written_escaped(tmp_path, photos, capsys):
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    shutil.copy(photos / "astronaut.png", os.path.join(os.fsencode(hr_dir), b"caf\xe9.png"))
+    shutil.copy(photos / "coffee.png", hr_dir / "b.png")
+    out = tmp_path / "ev"
+    code, stdout, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--figures", "-1", "--out", str(out)], capsys)
+    assert code == 0 and "Traceback" not in err
+    text = (out / "per_image.csv").read_text(encoding="utf-8")
+    assert {r["image"] for r in csv.DictReader(io.StringIO(text))} == {"b", "caf\\xe9"}
+    assert sorted(os.listdir(out / "figures")) == ["x4_b.png", "x4_caf_xe9.png"]
+
+
+@pytest.mark.parametrize("height,width", [(384, 512), (512, 288), (200, 512)])  # 4:3, portrait, wide
+def test_the_zoomed_inset_never_covers_the_overview_or_its_box(monkeypatch, height, width):
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: figs.append(fig))
+    hr = np.ascontiguousarray(skimage.data.astronaut()[:height, :width])
+    lr = pil_down(hr, 4)
+    figures.comparison_figure("unused.png", "t", lr, [("bicubic\n1 dB\nNIQE 5", pil_up(lr, 4))], hr, 4,
+                              hr_label="HR\nNIQE 3")
+    fig = figs[0]
+    fig.canvas.draw()
+    boxes = [ax.get_window_extent() for ax in fig.axes]  # as drawn, aspect ratios applied
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a.x1 <= b.x0 or b.x1 <= a.x0 or a.y1 <= b.y0 or b.y1 <= a.y0, "two panels overlap"
+    overviews = fig.axes[0::2]
+    y, x, side = figures.detail_window(hr, max(16, min(height, width) // 4))
+    for ax in overviews:
+        (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+        assert (x0, y0, x1, y1) == pytest.approx((0, 0, width, height))  # the whole photograph is shown
+        assert x0 <= x and x + side <= x1 and y0 <= y and y + side <= y1  # and its red box
+        title = ax.title.get_window_extent()
+        assert title.y1 <= fig.bbox.y1 and all(title.y0 >= o.get_window_extent().y1 - 1 for o in overviews)

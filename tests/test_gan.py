@@ -98,6 +98,18 @@ def test_loss_terms_match_hand_computation(content, gan_type, pixel):
     assert not np.isclose(fake_after, fake).all()  # the D update happened before G's adversarial term
 
 
+@pytest.mark.parametrize("gan_type", ["standard", "relativistic"])
+def test_the_adversarial_term_alone_trains_g(content, gan_type):
+    # D's judgement reaches G only as the adversarial term's gradient through D's logits of SR: with the
+    # other terms weighted 0, G still moves (with no gradient, Adam's first step leaves a weight as it is)
+    m = _srgan(content, gan_type=gan_type, pixel_weight=0.0, content_weight=0.0, adversarial_weight=1.0)
+    before = _values(m.generator.trainable_variables)
+    logs = m.train_step(_batch(5))
+    assert float(logs["pixel_loss"]) == float(logs["content_loss"]) == 0.0 < float(logs["adversarial_loss"])
+    unchanged = [v.path for b, v in zip(before, m.generator.trainable_variables) if np.array_equal(b, v.numpy())]
+    assert not unchanged, f"G variables the adversarial term did not train: {unchanged}"
+
+
 def test_loss_weights_are_configurable(content):
     base = _srgan(content)
     weighted = _srgan(content, pixel_weight=1.0, content_weight=3.0, adversarial_weight=0.5)

@@ -1,6 +1,10 @@
 """sr_keras.inference: loading (.keras, export folder, SavedModel only, old exports), exact tiling."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 from types import SimpleNamespace
 
@@ -8,11 +12,17 @@ import keras
 import numpy as np
 import pytest
 
-from sr_keras import models
+from PIL import Image
+
+from process_helpers import lines_until
+from sr_keras import inference, models
+from sr_keras.cli import upscale as upscale_cli
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model
-from sr_keras.inference import analyse, load_upscaler, receptive_radius, tile_side, upscale_image
+from sr_keras.inference import Upscaler, analyse, load_upscaler, receptive_radius, tile_side, upscale_image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def textured(h, w, seed=0):
@@ -49,7 +59,7 @@ def test_export_folder_and_savedmodel_signature_agree(tiny):
     sm_only = root / "sm_only"
     shutil.copytree(root / "export", sm_only)
     os.remove(sm_only / "model.keras")
-    a, b, c = load_upscaler(root / "export"), load_upscaler(sm_only), load_upscaler(root / "m.keras")
+    a, b, c = load_upscaler(root / "export"), load_upscaler(sm_only, trust_model=True), load_upscaler(root / "m.keras")
     # b's radius is measured by the impulse probe: what one changed pixel reaches, plus one
     assert a.radius == 12 and 12 <= b.radius <= 13 and b.scale == 4 and not b.whole_image
     assert a.config == b.config == GeneratorConfig(4, num_blocks=2, filters=16) and c.config is None
@@ -94,19 +104,34 @@ def test_receptive_radius_bounds_the_real_dependence(tiny):
     assert receptive_radius(models.srresnet(4)) == 40
 
 
+def _near_a_rounding_tie(model, lr):
+    """Where the float output lies within 0.02 of a half level: there a last-bit difference of the float
+    sums (another tile shape, another summation order) may flip the rounded level, margin or not."""
+    y = model(lr[None].astype(np.float32) / 255.0).numpy()[0] * 255.0
+    return np.abs(y - np.floor(y) - 0.5) < 0.02
+
+
 @pytest.mark.parametrize("variant", ["srresnet", "demo-like"])
-def test_tiled_equals_whole_image(tiny, tmp_path, variant):
-    _, root = tiny
+def test_tiled_equals_whole_image_exactly_and_one_pixel_less_margin_does_not(tiny, tmp_path, variant):
+    model, root = tiny
     path = root / "m.keras"
     if variant == "demo-like":  # no BN, bicubic skip (BicubicUpsample pads at its own borders)
         path = tmp_path / "demo.keras"
-        models.srresnet(4, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True).save(path)
+        model = models.srresnet(4, num_blocks=1, filters=8, batch_norm=False, bicubic_skip=True)
+        model.save(path)
     up = load_upscaler(path)
     lr = textured(70, 53, 2)
-    whole = upscale_image(up, lr, tile=0).astype(int)
-    tiled = upscale_image(up, lr, tile=16, overlap=0).astype(int)  # margin raised to the radius
+    whole = upscale_image(up, lr, tile=0)
+    tiled = upscale_image(up, lr, tile=16, overlap=0)  # margin raised to the radius
     assert whole.shape == (280, 212, 3)
-    assert np.abs(whole - tiled).max() <= 1
+    # exact: every pixel equal, but for a rounding tie (none at all for the srresnet variant)
+    ties = _near_a_rounding_tie(model, lr)
+    assert ((tiled == whole) | ties).all() and (tiled != whole).sum() <= 2
+    if variant == "srresnet":
+        np.testing.assert_array_equal(tiled, whole)
+    # guard: a margin one pixel short of the radius changes more pixels than the check above lets through
+    up.radius -= 1
+    assert (upscale_image(up, lr, tile=16, overlap=0) != whole).sum() > 2
 
 
 def test_a_margin_below_the_radius_shows_seams(tiny):
@@ -147,8 +172,9 @@ def test_memory_stays_near_the_output_size(tiny):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert out.shape == (800, 800, 3)
-    # one more full-size uint8 copy would be 2x, a float32 one 5x
-    assert peak < 1.5 * out.nbytes
+    # one more full-size uint8 copy would be 2x, a float32 one 5x; one band, its tiles and the tiles'
+    # model outputs add about half the output at this small size (measured 1.50x)
+    assert peak < 1.75 * out.nbytes
 
 
 @pytest.mark.parametrize("make,needle", [
@@ -194,8 +220,8 @@ def _x4_savedmodel(path, batch, serve_fn):
 
 
 def test_a_savedmodel_fixed_to_one_image_per_batch_is_probed_and_tiled(tmp_path):
-    fixed = load_upscaler(_x4_savedmodel(tmp_path / "batch1", 1, lambda x: x))
-    free = load_upscaler(_x4_savedmodel(tmp_path / "any", None, lambda x: x))
+    fixed = load_upscaler(_x4_savedmodel(tmp_path / "batch1", 1, lambda x: x), trust_model=True)
+    free = load_upscaler(_x4_savedmodel(tmp_path / "any", None, lambda x: x), trust_model=True)
     # one 3x3 conv: each output pixel depends on 1 LR pixel each side, +1 for the probe's rounding margin
     assert fixed.scale == free.scale == 4 and fixed.radius == free.radius == 2
     lr = textured(21, 17)
@@ -210,6 +236,128 @@ def test_a_savedmodel_failing_on_the_reach_probe_is_refused_in_one_line(tmp_path
     # even sizes only: 8x8 and 8x12 (the scale probe) pass, the 97x97 reach probe does not
     path = _x4_savedmodel(tmp_path / "even", None, lambda x: tf.nn.depth_to_space(tf.nn.space_to_depth(x, 2), 2))
     with pytest.raises(UserError) as e:
-        load_upscaler(path)
+        load_upscaler(path, trust_model=True)
     text = str(e.value)
     assert text.startswith(f"--model '{path}' cannot upscale a 97x97 RGB image: ") and "\n" not in text
+
+
+def _fake_upscaler(run):
+    """An Upscaler around a NumPy function (uint8 batch -> batch), as a model's call would be."""
+    return Upscaler("fake.keras", run, run)
+
+
+def _x4(x):
+    return np.repeat(np.repeat(x, 4, axis=1), 4, axis=2)
+
+
+@pytest.mark.parametrize("run,came_back", [
+    (lambda x: _x4(x) if x.shape[1] <= 20 else np.repeat(np.repeat(x, 2, axis=1), 2, axis=2), "1x60x60x3"),  # x2
+    (lambda x: _x4(x) if x.shape[1] <= 20 else np.concatenate([_x4(x), _x4(x)[..., :1]], axis=3), "1x120x120x4"),
+    (lambda x: _x4(x)[:1], None),  # drops batch items: 1 image back for 2
+])
+def test_every_call_s_output_shape_is_checked(run, came_back):
+    up = _fake_upscaler(run)
+    assert up.scale == 4  # the 8x8 and 8x12 probes pass
+    lr = textured(30, 30)
+    with pytest.raises(UserError) as e:
+        upscale_image(up, lr, tile=16, overlap=0, batch=2) if came_back is None else upscale_image(up, lr, tile=0)
+    text = str(e.value)
+    assert text.startswith("--model 'fake.keras': ") and "nothing of it is written" in text and "\n" not in text
+    assert (came_back or "1x") in text and "x4" in text
+
+
+def _size_switch_savedmodel(path):
+    """x4 up to 20 px high, x2 above (tf.cond on the input's size): passes the probes, not a photo."""
+    import tensorflow as tf
+
+    class SizeSwitch(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def serve(self, images):
+            s = tf.shape(images)
+            x = tf.cast(images, tf.float32)
+            y = tf.cond(s[1] > 100, lambda: tf.image.resize(x, s[1:3] * 2, method="nearest"),
+                        lambda: tf.image.resize(x, s[1:3] * 4, method="nearest"))
+            return {"sr": tf.cast(y, tf.uint8)}
+
+    m = SizeSwitch()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return str(path)
+
+
+def test_upscale_py_names_each_file_whose_output_has_the_wrong_size_and_writes_none_of_it(tmp_path, capsys):
+    model = _size_switch_savedmodel(tmp_path / "switch")
+    Image.fromarray(textured(120, 130)).save(tmp_path / "big.png")
+    Image.fromarray(textured(24, 32)).save(tmp_path / "small.png")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--trust-model", "--model", model, "--tile", "0", str(tmp_path / "big.png"),
+                          str(tmp_path / "small.png"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 2 and "big.png" in lines[0] and "came back as 1x240x260x3" in lines[0]
+    assert lines[1].startswith("error: 1 input(s) failed: ")
+    assert sorted(os.listdir(tmp_path / "out")) == ["small_x4.png"]  # no output, partial or not, for big.png
+
+
+def test_a_model_call_that_loops_still_ends_on_sigterm(tmp_path):
+    # TensorFlow's C++ runtime runs no Python signal handler: a graph that loops would ignore SIGTERM
+    script = tmp_path / "loop.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import tensorflow as tf
+        from sr_keras.errors import cli_entry
+        from sr_keras.inference import interruptible
+
+        @tf.function(input_signature=[])
+        def count():
+            with tf.control_dependencies([tf.print("in-graph", output_stream=sys.stdout)]):
+                return tf.while_loop(lambda i: i < 2147483647, lambda i: i + 1, [tf.constant(0)])[0]
+
+        cli_entry(lambda: interruptible(count))()
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": ROOT, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines_until(proc, "in-graph", timeout_s=240)  # the loop is running in TensorFlow now
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert code == 128 + signal.SIGTERM and "terminated" in err and "Traceback" not in err
+
+
+def test_whole_image_inference_beyond_the_memory_left_is_the_one_line_out_of_memory_error(tiny, tmp_path,
+                                                                                           monkeypatch, capsys):
+    # TensorFlow aborts (std::bad_alloc) under a memory limit instead of raising: the need is checked first
+    _, root = tiny
+    up = load_upscaler(root / "m.keras")
+    calls = []
+    run = up._run[np.dtype(np.uint8)]
+    up._run[np.dtype(np.uint8)] = lambda x: calls.append(x.shape) or run(x)
+    left = 200 * 2 ** 20
+    monkeypatch.setattr(inference, "memory_left", lambda: left)
+    need = inference.ACT_OVERHEAD * up.act_bytes * 400 * 300  # 400x300 in one pass
+    assert need > left
+    with pytest.raises(MemoryError, match=r"one model call on 1 400x300 tile\(s\) needs about .* GiB"):
+        upscale_image(up, textured(400, 300), tile=0)
+    assert calls == []  # refused before the model ran
+    assert upscale_image(up, textured(40, 30), tile=0).shape == (160, 120, 3)  # what fits still runs
+    Image.fromarray(textured(400, 300)).save(tmp_path / "huge.png")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--model", str(root / "m.keras"), "--tile", "0", str(tmp_path / "huge.png"),
+                          "--out", str(tmp_path / "out")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert exit_.value.code == 2 and err[0].startswith(f"error: out of memory on '{tmp_path / 'huge.png'}' (300x400)")
+    assert "Traceback" not in "".join(err) and not (tmp_path / "out").exists()
+
+
+def test_memory_left_reads_the_address_space_limit(monkeypatch):
+    import resource
+
+    mapped = inference.memory_left()
+    assert mapped is None or mapped > 0
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (2 ** 20, resource.RLIM_INFINITY))  # 1 MiB: spent
+    assert inference.memory_left() == 0

@@ -1,9 +1,12 @@
 """sr_keras.loading: model names (saved_models/, then $SR_KERAS_MODELS, from any folder), the Keras
 loader, generator.json, the one scale probe."""
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import sr_keras
 from sr_keras.config import GeneratorConfig
@@ -42,9 +45,14 @@ def test_names_resolve_in_saved_models_first_then_the_user_folder(user_models):
     assert "notes" not in known and not [n for n in known if n.startswith(".")]
 
 
-def test_an_existing_path_is_used_as_given(user_models, tmp_path):
-    (tmp_path / "demo_x4").mkdir()  # a folder of that name in the working directory wins over the name
-    assert resolve_model("demo_x4") == "demo_x4"
+def test_a_name_is_not_shadowed_by_the_working_directory_but_a_path_is_used_as_given(user_models, tmp_path):
+    (tmp_path / "demo_x4").mkdir()  # a folder of that name in the working directory (planted or not)
+    (tmp_path / "demo_x4" / "saved_model.pb").write_bytes(b"")
+    assert resolve_model("demo_x4") == str(REPO_MODELS / "demo_x4")  # the shipped model, from any folder
+    assert resolve_model("./demo_x4") == "./demo_x4"  # a path names the folder
+    assert resolve_model(str(tmp_path / "demo_x4")) == str(tmp_path / "demo_x4")
+    (tmp_path / "mine.keras").write_bytes(b"")  # a bare name that is no known model is a path
+    assert resolve_model("mine.keras") == "mine.keras"
     assert resolve_model(tmp_path / "user_models" / "notes") == str(tmp_path / "user_models" / "notes")
 
 
@@ -162,7 +170,68 @@ def test_resolve_checked_checks_only_a_savedmodel_folder_without_model_keras(use
     folder = user_models
     assert resolve_checked("mine_x2") == (str(folder / "mine_x2.keras"), False)
     assert resolve_checked("demo_x4")[1] is False  # model.keras is preferred: loaded in safe mode, not run
+    # a SavedModel without model.keras: refused unless vouched for, then its graph is checked all the same
+    with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: a SavedModel without model.keras "
+                                        r"is a program .* pass --trust-model if you wrote this model yourself$"):
+        resolve_checked("served", "--init-generator")
     # "served" holds an empty saved_model.pb: parsed, it has no object graph (a TF1 SavedModel)
     with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
-        resolve_checked("served", "--init-generator")
-    assert resolve_checked("served", trust_model=True) == (str(folder / "served"), True)
+        resolve_checked("served", "--init-generator", trust_model=True)
+
+
+def _export_with_config(tmp_path, text):
+    folder = tmp_path / "exp"
+    folder.mkdir(exist_ok=True)
+    (folder / "generator.json").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[" * 200000 + "]" * 200000, "over 64 kB"),  # refused unread: parsing it would recurse 200,000 deep
+    ("[" * 30000 + "]" * 30000, "nested too deeply"),  # under the size limit, over the parser's depth
+    ('{"scale": 4, "num_blocks": 100000000}', r"num_blocks must be in 1\.\.100"),
+    ('{"scale": 4, "filters": -8}', r"filters must be in 1\.\.512"),
+    ('{"scale": 4, "growth": 0}', r"growth must be in 1\.\.256"),
+    ('{"scale": "4"}', "'scale' must be of type int"),
+    ('{"scale": true}', "'scale' must be of type int"),
+    ('{"scale": 4.0}', "'scale' must be of type int"),
+    ('{"scale": 4, "batch_norm": 1}', "'batch_norm' must be of type bool"),
+    ('{"scale": 4, "arch": ["srresnet"]}', "'arch' must be of type str"),
+    ('{"scale": 4, "arch": "unet"}', "arch must be one of"),
+    ('{"scale": 5}', r"scale must be one of \(2, 3, 4, 8\)"),
+    ('{"scale": 4, "blocks": {"num_blocks": 3}}', "unknown generator config keys \\['blocks'\\]"),
+    ('{"num_blocks": 3}', "no 'scale' key"),
+    ("[4]", "a generator config is a JSON object"),
+    ('"x4"', "a generator config is a JSON object"),
+])
+def test_a_hostile_generator_json_is_refused_in_one_line_before_anything_is_built(tmp_path, monkeypatch, text, needle):
+    def build(self):
+        raise AssertionError("a generator was built from a refused config")
+
+    monkeypatch.setattr(GeneratorConfig, "build", build)
+    folder = _export_with_config(tmp_path, text)
+    with pytest.raises(UserError) as e:
+        load_generator_config(folder)
+    message = str(e.value)
+    assert message.startswith(f"cannot read the generator config '{folder / 'generator.json'}': ")
+    assert re.search(needle, message) and "\n" not in message and len(message) < 300
+
+
+def test_the_export_and_upscale_commands_refuse_a_hostile_generator_json(tmp_path, capsys):
+    from sr_keras.cli import export as export_cli
+    from sr_keras.cli import upscale as upscale_cli
+
+    folder = tmp_path / "gj"
+    shutil.copytree(REPO_MODELS / "demo_x4", folder)
+    (folder / "generator.json").write_text('{"scale": 4, "num_blocks": 100000000, "filters": 32}')
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    for main, argv in [(export_cli.main, [str(folder), "--format", "savedmodel", "--out", str(tmp_path / "o")]),
+                       (upscale_cli.main, ["--model", str(folder), str(tmp_path / "a.png"),
+                                           "--out", str(tmp_path / "u")])]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and "\n" not in err, err
+        assert "generator.json': num_blocks must be in 1..100" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "u").exists()

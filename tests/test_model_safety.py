@@ -1,10 +1,14 @@
-"""sr_keras.model_safety and the loaders that use it: a SavedModel is checked before any of it runs.
+"""sr_keras.model_safety and the loaders that use it: a SavedModel without model.keras is refused unless
+the user vouches for it (--trust-model), and even then checked before any of it runs.
 
 Hostile SavedModels are built here with plain TensorFlow, as an attacker would write them; each one
 that would touch the file system aims at a marker file in tmp_path, and the tests look for it.
 """
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -21,7 +25,7 @@ from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.export import export_model
 from sr_keras.inference import load_upscaler, receptive_radius, upscale_image
-from sr_keras.model_safety import ALLOWED_OPS, check_savedmodel, serving_functions
+from sr_keras.model_safety import ALLOWED_OPS, check_savedmodel, first_disallowed_op, read_savedmodel, serving_functions
 
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 CONFIG = GeneratorConfig(4, num_blocks=1, filters=8)
@@ -100,16 +104,19 @@ def prints(mark):
                                       (calls_python, "EagerPyFunc"), (prints, "StringFormat")])
 def test_a_savedmodel_whose_graph_reaches_outside_tensor_math_is_refused_before_it_runs(tmp_path, mark, extra, op):
     path = _save(m := _module(extra(mark)), tmp_path / "evil_sm", m.serve)
-    for load in (lambda: load_upscaler(path), lambda: sr_keras.load(path),
-                 lambda: sr_keras.upscale(np.zeros((4, 4, 3), np.uint8), model=path),
-                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG)):
-        with pytest.raises(UserError) as e:
-            load()
-        text = str(e.value)
-        assert f"'{path}': refused: its serving graph runs {op}, outside the tensor-math allowlist" in text
-        assert "\n" not in text and not os.path.exists(mark)
-    assert "--trust-model" in str(pytest.raises(UserError, load_upscaler, path, "--model").value)
-    assert "trust_model=True" in str(pytest.raises(UserError, sr_keras.load, path).value)
+    for trust in (False, True):  # untrusted: refused as a bare SavedModel; vouched for: refused for its op
+        for load in (lambda: load_upscaler(path, trust_model=trust), lambda: sr_keras.load(path, trust_model=trust),
+                     lambda: sr_keras.upscale(np.zeros((4, 4, 3), np.uint8), model=path, trust_model=trust),
+                     lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG, trust_model=trust)):
+            with pytest.raises(UserError) as e:
+                load()
+            text = str(e.value)
+            assert (f"'{path}': refused: its serving graph runs {op}, outside the tensor-math allowlist" in text
+                    and text.endswith("no flag runs it: give an export folder with model.keras")) if trust else \
+                f"'{path}': refused: a SavedModel without model.keras is a program" in text
+            assert "\n" not in text and not os.path.exists(mark)
+    assert "pass --trust-model" in str(pytest.raises(UserError, load_upscaler, path, "--model").value)
+    assert "pass trust_model=True" in str(pytest.raises(UserError, sr_keras.load, path).value)
 
 
 def _func(name):
@@ -167,8 +174,8 @@ def _relay_savedmodel(tmp_path, mark, by_default):
 @pytest.mark.parametrize("by_default", [False, True], ids=["passed-in-the-call", "attribute-default"])
 def test_a_function_handed_on_through_a_function_attribute_is_checked_too(tmp_path, mark, by_default):
     path = _relay_savedmodel(tmp_path, mark, by_default)
-    for load in (lambda: load_upscaler(path), lambda: sr_keras.load(path),
-                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG)):
+    for load in (lambda: load_upscaler(path, trust_model=True), lambda: sr_keras.load(path, trust_model=True),
+                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG, trust_model=True)):
         with pytest.raises(UserError) as e:
             load()
         assert f"'{path}': refused: its serving graph runs WriteFile, outside the tensor-math allowlist" in \
@@ -176,11 +183,64 @@ def test_a_function_handed_on_through_a_function_attribute_is_checked_too(tmp_pa
     assert not os.path.exists(mark)
 
 
-def test_the_refused_savedmodel_really_runs_its_code_when_trusted(tmp_path, mark):
-    # Guards the test above: the same fixture writes its file once the user vouches for it.
+def test_the_refused_savedmodel_really_runs_its_code_when_tensorflow_calls_it(tmp_path, mark):
+    # Guards the tests above: the same fixture writes its file once TensorFlow runs it.
     path = _save(m := _module(writes(mark)), tmp_path / "evil_sm", m.serve)
-    up = load_upscaler(path, trust_model=True)
-    assert up.scale == 4 and os.path.exists(mark)
+    tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros([1, 4, 4, 3], tf.uint8))
+    assert os.path.exists(mark)
+
+
+def _selector_savedmodel(path, mark):
+    """An x4 SavedModel whose serving graph calls only `plain` (tensor math); the library also holds
+    `swapped`, never referenced, which writes `mark` and carries the same api_implements: TensorFlow's
+    implementation selector runs it in place of `plain` on a CPU."""
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+
+    @tf.function(experimental_attributes={"api_implements": "sr_test_x4", "api_preferred_device": "GPU"},
+                 autograph=False)
+    def plain(x):
+        return tf.identity(x)
+
+    @tf.function(experimental_attributes={"api_implements": "sr_test_x4", "api_preferred_device": "CPU"},
+                 autograph=False)
+    def swapped(x):
+        tf.io.write_file(mark, "swapped in")
+        return tf.identity(x)
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[IMAGES], autograph=False)
+        def serve(self, images):
+            swapped.get_concrete_function(spec).add_to_graph()  # in the library, named by no node
+            y = plain.get_concrete_function(spec)(tf.cast(images, tf.float32))
+            y = tf.image.resize(y, tf.shape(images)[1:3] * 4, method="nearest")
+            return {"sr": tf.cast(y, tf.uint8)}
+
+    return _save(m := Model(), path, m.serve)
+
+
+def test_a_function_the_optimiser_would_swap_in_is_refused_even_when_trusted(tmp_path, mark):
+    path = _selector_savedmodel(tmp_path / "selector_sm", mark)
+    # the swapped-in function is reached by no attribute: a check of what the graph names alone passes it
+    meta = read_savedmodel(path).meta_graphs[0]
+    library = {f.signature.name: f for f in meta.graph_def.library.function}
+    assert first_disallowed_op(library, serving_functions(meta.object_graph_def)) is None
+    assert any(n.op == "WriteFile" for f in library.values() for n in f.node_def)
+    for trust in (False, True):
+        for load in (lambda: load_upscaler(path, trust_model=trust), lambda: sr_keras.load(path, trust_model=trust),
+                     lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG, trust_model=trust)):
+            with pytest.raises(UserError) as e:
+                load()
+            assert ("carries api_implements, by which TensorFlow may run it in place of another" if trust else
+                    "refused: a SavedModel without model.keras") in str(e.value)
+    assert not os.path.exists(mark)
+    # what the refusal prevents: TensorFlow itself runs the function no node names
+    previous = tf.config.optimizer.get_experimental_options().get("implementation_selector", True)
+    tf.config.optimizer.set_experimental_options({"implementation_selector": True})
+    try:
+        tf.saved_model.load(path).signatures["serving_default"](images=tf.zeros([1, 4, 4, 3], tf.uint8))
+    finally:
+        tf.config.optimizer.set_experimental_options({"implementation_selector": previous})
+    assert os.path.exists(mark)
 
 
 def test_code_that_would_run_while_loading_is_refused(tmp_path, mark):
@@ -197,7 +257,7 @@ def test_code_that_would_run_while_loading_is_refused(tmp_path, mark):
     path = _save(m, tmp_path / "loader_sm", m.serve)
     with pytest.raises(UserError, match=r"refused: it holds a resource \(a table, queue or other state\) whose "
                                         r"functions run while it loads"):
-        load_upscaler(path)
+        load_upscaler(path, trust_model=True)
     assert not os.path.exists(mark)
     tf.saved_model.load(path)  # what the check prevented
     assert os.path.exists(mark)
@@ -209,10 +269,28 @@ def test_a_tf1_savedmodel_is_refused(tmp_path):
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "saved_model.pb").write_bytes(proto.SerializeToString())
     with pytest.raises(UserError, match=r"^--model '.*v1': refused: it is a TF1 SavedModel"):
-        check_savedmodel(str(tmp_path / "v1"))
+        check_savedmodel(str(tmp_path / "v1"), trust_model=True)
     (tmp_path / "v1" / "saved_model.pb").write_bytes(b"\xff not a protocol buffer")
     with pytest.raises(UserError, match=r"^--model '.*v1': saved_model.pb is not a SavedModel"):
-        check_savedmodel(str(tmp_path / "v1"))
+        check_savedmodel(str(tmp_path / "v1"), trust_model=True)
+
+
+def test_a_damaged_fingerprint_is_one_line_not_a_traceback_and_exit_0(sm_only, tmp_path, capsys):
+    # tf.saved_model.load prints a traceback for it and goes on; refused before TensorFlow reads it
+    _, path = sm_only
+    damaged = shutil.copytree(path, tmp_path / "damaged")
+    (damaged / "fingerprint.pb").write_bytes(b"\x0a\xff\xff")
+    with pytest.raises(UserError) as e:
+        check_savedmodel(str(damaged), trust_model=True)
+    assert str(e.value).startswith(f"--model '{damaged}': fingerprint.pb is damaged (") and "\n" not in str(e.value)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--model", str(damaged), "--trust-model", str(tmp_path / "a.png"),
+                          "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and "Traceback" not in captured.err + captured.out
+    assert captured.err.strip().startswith(f"error: --model '{damaged}': fingerprint.pb is damaged")
 
 
 def test_a_classifier_savedmodel_is_refused_naming_its_output(tmp_path):
@@ -226,7 +304,7 @@ def test_a_classifier_savedmodel_is_refused_naming_its_output(tmp_path):
 
     path = _save(c := Classifier(), tmp_path / "cls_sm", c.serve)
     with pytest.raises(UserError) as e:
-        load_upscaler(path)
+        load_upscaler(path, trust_model=True)
     assert str(e.value) == f"--model '{path}': not an image-to-image model (its output is float32 [N, 10])"
 
 
@@ -255,14 +333,86 @@ def sm_only(tmp_path_factory):
     return generator, str(root / "sm_only")
 
 
-def test_our_own_savedmodel_only_export_passes_the_check_and_upscales(sm_only):
+def test_our_own_savedmodel_only_export_is_refused_unless_trusted_then_passes_the_check(sm_only):
     generator, path = sm_only
+    for load in (lambda: load_upscaler(path), lambda: sr_keras.load(path),
+                 lambda: sr_keras.upscale(np.zeros((4, 4, 3), np.uint8), model=path)):
+        with pytest.raises(UserError, match="refused: a SavedModel without model.keras"):
+            load()
     lr = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
     want = np.clip(np.round(generator(lr[None] / 255.0).numpy()[0] * 255), 0, 255)
-    for up in (load_upscaler(path), load_upscaler(path, trust_model=True), sr_keras.load(path)):
+    for up in (load_upscaler(path, trust_model=True), sr_keras.load(path, trust_model=True)):
         assert up.scale == 4 and np.abs(up(lr).astype(int) - want).max() <= 1
-    for trust in (False, True):
-        assert np.abs(sr_keras.upscale(lr, model=path, tile=0, trust_model=trust).astype(int) - want).max() <= 1
+    assert np.abs(sr_keras.upscale(lr, model=path, tile=0, trust_model=True).astype(int) - want).max() <= 1
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "interpolate", "train_srresnet"])
+def test_every_command_refuses_a_bare_savedmodel_nobody_vouched_for(sm_only, tmp_path, capsys, command):
+    from sr_keras.cli import evaluate, export, interpolate, train_srresnet
+
+    _, path = sm_only
+    (tmp_path / "hr").mkdir()
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(tmp_path / "hr" / "a.png")
+    main, argv, needle = {
+        "evaluate": (evaluate.main, ["--hr-dir", str(tmp_path / "hr"), "--scale", "4", "--model", f"m={path}",
+                                     "--out", str(tmp_path / "ev")], "refused: a SavedModel without model.keras"),
+        "export": (export.main, [path, "--out", str(tmp_path / "x.tflite"), "--format", "tflite"],
+                   "a folder without model.keras"),
+        "interpolate": (interpolate.main, [path, path, "--alpha", "0.5", "--out", str(tmp_path / "mix")],
+                        "a folder without model.keras"),
+        "train_srresnet": (train_srresnet.main, ["--track", "bicubic_x4", "--data", str(tmp_path), "--out",
+                                                 str(tmp_path / "run"), "--export", str(tmp_path / "exp"),
+                                                 "--init-generator", path],
+                           "refused: a SavedModel without model.keras"),
+    }[command]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and needle in err and "\n" not in err, err
+
+
+# The allowlist as reviewed: every op here is pure tensor math on its inputs (no file, process, network,
+# Python, print, random state or resource beyond a captured variable's read). A change to ALLOWED_OPS must
+# be reviewed against that rule and then made here as well: this list is the review's record.
+REVIEWED_ALLOWLIST = {
+    "Placeholder", "Const", "Identity", "IdentityN", "NoOp", "StopGradient", "PreventGradient", "EnsureShape",
+    "ReadVariableOp", "PartitionedCall", "StatefulPartitionedCall", "If", "StatelessIf", "While",
+    "StatelessWhile", "Case", "StatelessCase",
+    "Abs", "Add", "AddN", "AddV2", "Sub", "Mul", "MulNoNan", "Div", "DivNoNan", "RealDiv", "FloorDiv", "FloorMod",
+    "TruncateDiv", "TruncateMod", "Mod", "Maximum", "Minimum", "Neg", "Reciprocal", "Inv", "Square", "Sqrt", "Rsqrt",
+    "SquaredDifference", "Pow", "Exp", "Expm1", "Log", "Log1p", "Sin", "Cos", "Tan", "Atan", "Atan2", "Tanh",
+    "Sigmoid", "Erf", "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Softplus", "Softsign", "Sign", "Round", "Rint",
+    "Floor", "Ceil", "Cast", "ClipByValue", "Select", "SelectV2", "Equal", "NotEqual", "Greater", "GreaterEqual",
+    "Less", "LessEqual", "LogicalAnd", "LogicalOr", "LogicalNot", "IsNan", "IsInf", "IsFinite", "CheckNumerics",
+    "Softmax", "LogSoftmax", "BiasAdd",
+    "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Conv2D", "Conv2DBackpropInput",
+    "Conv3D", "DepthwiseConv2dNative", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "LRN",
+    "MaxPool", "MaxPoolV2", "AvgPool",
+    "Sum", "Mean", "Max", "Min", "Prod", "All", "Any", "ArgMax", "ArgMin", "Cumsum", "Cumprod",
+    "Shape", "ShapeN", "Size", "Rank", "Reshape", "ExpandDims", "Squeeze", "Transpose", "Pack", "Unpack",
+    "Concat", "ConcatV2", "Split", "SplitV", "Slice", "StridedSlice", "Tile", "Pad", "PadV2", "MirrorPad",
+    "Fill", "ZerosLike", "OnesLike", "Range", "ReverseV2", "GatherV2", "GatherNd", "BroadcastTo", "BroadcastArgs",
+    "OneHot", "DepthToSpace", "SpaceToDepth", "BatchToSpaceND", "SpaceToBatchND",
+    "ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic", "ResizeArea", "ScaleAndTranslate",
+}
+
+
+def test_the_allowlist_as_a_whole_is_the_reviewed_one_and_holds_no_op_with_side_effects():
+    # Tests the whole set, so any op added (Save, SaveV2, WriteFile, ...) or removed fails here.
+    assert set(ALLOWED_OPS) == REVIEWED_ALLOWLIST, (sorted(set(ALLOWED_OPS) - REVIEWED_ALLOWLIST),
+                                                    sorted(REVIEWED_ALLOWLIST - set(ALLOWED_OPS)))
+    # and, independently of the list above, no op of TensorFlow's registry that touches files, processes,
+    # Python, printing, random state or resources is in it (by the families of their names)
+    side_effects = ("Save", "Restore", "File", "Write", "Read", "Print", "PyFunc", "Summary", "Random",
+                    "Variable", "Table", "Queue", "Stack", "Iterator", "Dataset", "Checkpoint", "Matching", "Merge",
+                    "Assign", "Resource", "Handle", "Mutex", "Barrier", "Accumulator", "Collective", "Send", "Recv",
+                    "Debug")
+    stateful = sorted(op for op in dir(tf.raw_ops) if any(word in op for word in side_effects))
+    assert {"Save", "SaveV2", "WriteFile", "ReadFile", "PrintV2", "EagerPyFunc", "AssignVariableOp",
+            "RandomUniform", "VarHandleOp"} <= set(stateful)
+    assert set(ALLOWED_OPS) & set(stateful) == {"ReadVariableOp"}  # reads a handle it is given (see model_safety)
+    assert set(ALLOWED_OPS) <= set(dir(tf.raw_ops))  # every name is a real op: no typo that allows nothing
 
 
 def test_the_allowlist_holds_every_op_of_our_exports():
@@ -279,7 +429,7 @@ def test_the_allowlist_holds_every_op_of_our_exports():
 
 def test_tiles_through_a_savedmodel_only_export_are_seamless(sm_only):
     generator, path = sm_only
-    up = load_upscaler(path)
+    up = load_upscaler(path, trust_model=True)
     # the probe's reach (rounded out to whole LR pixels, plus one) covers the layer graph's exact radius:
     # head 9x9 (4) + one block's two 3x3 (2) + body 3x3 (1) + up convs (1 + 1/2) + tail 9x9 at x4 (1) = 10
     assert receptive_radius(generator) == 10 and 10 <= up.radius <= 12 and not up.whole_image
@@ -303,7 +453,7 @@ def test_a_savedmodel_reaching_past_the_probe_runs_whole_images(tmp_path):
             return {"sr": tf.cast(tf.clip_by_value(tf.round(y * 255.0), 0, 255), tf.uint8)}
 
     path = _save(g := Global(), tmp_path / "global_sm", g.serve)
-    up = load_upscaler(path)
+    up = load_upscaler(path, trust_model=True)
     assert up.radius is None and up.whole_image
     lr = np.random.default_rng(2).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     np.testing.assert_array_equal(upscale_image(up, lr, tile=8), upscale_image(up, lr, tile=0))
@@ -339,16 +489,23 @@ def test_non_finite_model_output_is_refused_not_written(tmp_path):
 def test_upscale_py_refuses_then_trust_model_runs_our_savedmodel(sm_only, tmp_path, capsys):
     _, path = sm_only
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (8, 9, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        upscale_cli.main(["--model", path, str(tmp_path / "a.png"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err == (f"error: --model '{path}': refused: a SavedModel without model.keras is a "
+                                             "program TensorFlow would run (docs/reliability.md, Threat model); give "
+                                             "an export folder with model.keras, or pass --trust-model if you wrote "
+                                             "this model yourself")
     upscale_cli.main(["--model", path, "--trust-model", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")])
     assert Image.open(tmp_path / "o" / "a_x4.png").size == (36, 32)
     evil = _save(m := _module(writes(str(tmp_path / "MARK"))), tmp_path / "evil_sm", m.serve)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        upscale_cli.main(["--model", evil, str(tmp_path / "a.png"), "--out", str(tmp_path / "o2")])
+        upscale_cli.main(["--model", evil, "--trust-model", str(tmp_path / "a.png"), "--out", str(tmp_path / "o2")])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.startswith(f"error: --model '{evil}': refused: its serving graph runs "
-                                                    "WriteFile") and err.endswith("pass --trust-model if you wrote "
-                                                                                  "this model yourself")
+                                                    "WriteFile") and "\n" not in err
     assert not os.path.exists(tmp_path / "MARK") and not list(tmp_path.glob("o2/*"))
 
 
@@ -357,15 +514,15 @@ def test_init_generator_takes_a_checked_savedmodel_s_weights_by_name(sm_only):
     keras.utils.set_random_seed(1)
     target = CONFIG.build()
     assert not np.allclose(target.weights[0].numpy(), source.weights[0].numpy())
-    gan.load_init_generator(target, path, CONFIG)
+    gan.load_init_generator(target, path, CONFIG, trust_model=True)
     for got, want in zip(target.weights, source.weights):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     x2 = GeneratorConfig(2, num_blocks=1, filters=8)
     with pytest.raises(UserError, match=r"is a x4 model but this run trains x2"):
-        gan.load_init_generator(x2.build(), path, x2)
+        gan.load_init_generator(x2.build(), path, x2, trust_model=True)
     two = GeneratorConfig(4, num_blocks=2, filters=8)
     with pytest.raises(UserError, match=r"has another architecture \(--num-blocks 1 --filters 8 "):
-        gan.load_init_generator(two.build(), path, two)
+        gan.load_init_generator(two.build(), path, two, trust_model=True)
 
 
 def _edit_savedmodel(path, edit):
@@ -392,7 +549,7 @@ def test_init_generator_refuses_savedmodel_variables_that_do_not_all_match_by_na
     target = CONFIG.build()
     before = [w.numpy().copy() for w in target.weights]
     with pytest.raises(UserError) as e:
-        gan.load_init_generator(target, str(renamed), CONFIG)
+        gan.load_init_generator(target, str(renamed), CONFIG, trust_model=True)
     n = len(target.weights)
     assert str(e.value) == (f"--init-generator {renamed} has another architecture ({CONFIG.describe()}; {n} variables, "
                             f"0 of this run's {n} weights among them by name) than this run's generator "
@@ -408,13 +565,14 @@ def test_init_generator_probes_the_scale_of_a_savedmodel_without_generator_json(
     os.remove(bare / "generator.json")
     x2 = GeneratorConfig(2, num_blocks=1, filters=8)
     with pytest.raises(UserError) as e:
-        gan.load_init_generator(x2.build(), str(bare), x2)
+        gan.load_init_generator(x2.build(), str(bare), x2, trust_model=True)
     assert str(e.value) == (f"--init-generator {bare} is a x4 model but this run trains x2 (--track); use a "
                             "generator trained on the same scale")
 
 
+@pytest.mark.parametrize("trust", [False, True])
 @pytest.mark.parametrize("command", ["train_srresnet", "train_srgan"])
-def test_a_refused_init_generator_leaves_the_previous_run_in_place_under_fresh(tmp_path, mark, capsys, command):
+def test_a_refused_init_generator_leaves_the_previous_run_in_place_under_fresh(tmp_path, mark, capsys, command, trust):
     # --fresh deletes the previous run's files: the refusal must come first, before any of that
     from sr_keras.cli import train_srgan, train_srresnet
 
@@ -431,9 +589,10 @@ def test_a_refused_init_generator_leaves_the_previous_run_in_place_under_fresh(t
     with pytest.raises(SystemExit) as exit_:
         main(["--track", "bicubic_x4", "--data", str(tmp_path / "data"), "--out", str(run), "--export",
               str(tmp_path / "model"), "--num-blocks", "1", "--filters", "8", "--init-generator", evil, "--fresh",
-              *extra])
+              *extra, *(["--trust-model"] if trust else [])])
     err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and err.startswith(f"error: --init-generator '{evil}': refused: its serving graph "
-                                                    "runs WriteFile") and "\n" not in err
+    refused = "its serving graph runs WriteFile" if trust else "a SavedModel without model.keras"
+    assert exit_.value.code == 2 and err.startswith(f"error: --init-generator '{evil}': refused: {refused}")
+    assert "\n" not in err
     assert all(f.read_text() == "previous run" for f in previous) and not os.path.exists(mark)
     assert not os.path.exists(tmp_path / "model")

@@ -8,7 +8,7 @@ import sr_keras
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"sr-train-srresnet": "train_srresnet", "sr-train-srgan": "train_srgan", "sr-evaluate": "evaluate",
-           "sr-upscale": "upscale", "sr-export": "export", "sr-interpolate": "interpolate"}
+           "sr-upscale": "upscale", "sr-export": "export", "sr-interpolate": "interpolate", "sr-web": "web"}
 
 
 def _project():
@@ -23,12 +23,12 @@ def test_dependencies_are_ranges_not_pins():
     names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps}
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         locked = {line.split("==")[0].strip().lower() for line in f if "==" in line}
-    assert locked - names == {"pytest", "hypothesis", "importlib_resources"}
+    assert locked - names == {"pytest", "hypothesis", "importlib_resources", "selenium"}
     test_extra = {re.split(r"[<>=!~ ]", d)[0].lower() for d in _project()["project"]["optional-dependencies"]["test"]}
-    assert {"pytest", "hypothesis"} <= test_extra
+    assert {"pytest", "hypothesis", "selenium"} <= test_extra
 
 
-def test_the_six_console_scripts_point_at_the_entry_points_the_top_level_scripts_call():
+def test_the_seven_console_scripts_point_at_the_entry_points_the_top_level_scripts_call():
     scripts = _project()["project"]["scripts"]
     assert scripts == {name: f"sr_keras.cli.{module}:main" for name, module in SCRIPTS.items()}
     for module in SCRIPTS.values():

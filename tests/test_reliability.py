@@ -234,12 +234,15 @@ for name, main, words, extra in (("srresnet", train_srresnet.main, ["loss"], [])
         main(tiny + extra + ["--data", div2k, "--epochs", "2", "--seed", "11", "--out", run,
                              "--export", run + "-export"])
         result[f"{name}{i}"] = {w: losses(run, w) for w in words}
+result["intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
 print("RESULT " + json.dumps(result))
 """
 
 
 def test_seeded_runs_repeat_exactly_for_both_training_scripts(div2k, tmp_path):
-    # One child process: --seed turns on TF op determinism for the whole process, not for pytest's.
+    # One child process: --seed turns on TF op determinism and one thread per op (set before TensorFlow's
+    # first op, which pytest's process is long past) for the whole process. Bit-exact even on a busy
+    # machine (docs/reliability.md, Seeded runs): the contract runs this beside two busy processes.
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-c", SEEDED, str(tmp_path), div2k, json.dumps(TINY)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
@@ -251,6 +254,7 @@ def test_seeded_runs_repeat_exactly_for_both_training_scripts(div2k, tmp_path):
             assert len(values) == 2 and all(np.isfinite(v) for _, v in values), (name, word, values)
             assert second[word] == values, (name, word)
     assert result["srgan1"]["g_loss"] != result["srresnet1"]["loss"]  # the comparison is not between empties
+    assert result["intra_op_threads"] == 1  # what makes the repeat independent of the machine's load
 
 
 # ------------------------------------------------------------------------------------ crash safety

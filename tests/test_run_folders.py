@@ -135,8 +135,20 @@ def test_a_run_folder_made_for_a_run_that_wrote_nothing_is_removed_again(tmp_pat
     assert sorted(os.listdir(out)) == ["checkpoints", runs.LOCK_FILE]  # kept: the run wrote something
 
 
-def test_non_chief_workers_share_the_chiefs_folder_without_its_lock():
+def test_non_chief_workers_share_the_chiefs_folder_without_its_lock(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
     cluster = {"worker": ["a:1", "b:2"]}
+    with runs.run_lock(str(out)):  # the chief holds the folder (flock: a second descriptor conflicts)
+        held = (out / runs.LOCK_FILE).read_text()
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+        with training.holding_run_folder(run_config(out, strategy="multiworker")):
+            assert (out / runs.LOCK_FILE).read_text() == held  # the worker neither waits for nor writes it
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+        with pytest.raises(UserError, match="is in use by another run"):  # a second chief is refused
+            with training.holding_run_folder(run_config(out, strategy="multiworker")):
+                pass
+    assert (out / runs.LOCK_FILE).read_text() == ""  # the worker left the chief's release intact
     assert training.is_chief_worker("default", "")
     assert training.is_chief_worker("multiworker", json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                                              "index": 0}}))
@@ -226,6 +238,11 @@ DAMAGE = {
                              "checkpoint.json is damaged (it names last-e0001.weights.h5, which is missing)"),
     "best weights cut short": (lambda run, s: truncate(run / "checkpoints" / s.best, 3000),
                                "best-e0001.weights.h5 is damaged (not a complete weights file"),
+    # a name that leads out of checkpoints/: restored, then deleted by the epoch-end cleanup, if trusted
+    "last names a file outside": (lambda run, s: edit_state(run / "checkpoints" / "checkpoint.json",
+                                                            lambda v: v.update(last="../../victim.weights.h5")),
+                                  "checkpoint.json is damaged ('last' is not a last-eNNNN.weights.h5 file name. "
+                                  "Received: '../../victim.weights.h5')"),
 }
 
 
@@ -270,6 +287,40 @@ def test_fresh_unlinks_symlinks_and_deletes_nothing_outside_the_run_folder(tmp_p
     assert all(path.read_text() == "not the run's" for path in precious)
     assert sorted(os.listdir(run)) == []  # the links are gone, not followed
     assert sorted(os.listdir(elsewhere)) == ["events.out.tfevents.2.host", "last-e0001.weights.h5", "train"]
+
+
+def test_the_epoch_end_cleanup_removes_only_the_files_this_run_wrote(tmp_path):
+    run = tmp_path / "run"
+    first = toy_run(run)
+    ckpt = run / "checkpoints"
+    planted = {"keep-backup.weights.h5": "a user's backup", "best-e0007.weights.h5": "copied in by hand",
+               "last-e0001.weights.h5.bak": "another backup"}
+    for name, text in planted.items():
+        (ckpt / name).write_text(text)
+    state = runs.prepare_run(run_config(run, resume=True), {"model": "toy"})
+    checkpoint = callbacks.RunCheckpoint(str(run), toy_model(), {"model": "toy"}, state=state)
+    last = toy_run(run, epochs=3, checkpoint=checkpoint, initial_epoch=1)
+    assert (first.last, first.best) == ("last-e0001.weights.h5", "best-e0001.weights.h5")
+    assert (last.last, last.best) == ("last-e0003.weights.h5", "best-e0003.weights.h5")
+    # epoch 1's and epoch 2's files, which this run wrote and its state named, are gone; nothing else is
+    assert sorted(os.listdir(ckpt)) == sorted(["checkpoint.json", "last-e0003.weights.h5", "best-e0003.weights.h5",
+                                               *planted])
+    assert all((ckpt / name).read_text() == text for name, text in planted.items())
+
+
+def test_a_linked_checkpoint_folder_is_refused_and_fresh_removes_only_the_link(tmp_path):
+    other = tmp_path / "other"
+    toy_run(other)  # another run, whose checkpoints/ the link points to
+    before = {name: (other / "checkpoints" / name).read_bytes() for name in os.listdir(other / "checkpoints")}
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(other / "checkpoints", run / "checkpoints")
+    for resume in (False, True):
+        with pytest.raises(UserError, match=rf"^--out {run}: {run / 'checkpoints'} is a symbolic link \(to "):
+            runs.prepare_run(run_config(run, resume=resume), {"model": "toy"})
+    assert runs.prepare_run(run_config(run, fresh=True), {"model": "toy"}) is None
+    assert os.listdir(run) == []
+    assert {name: (other / "checkpoints" / name).read_bytes() for name in os.listdir(other / "checkpoints")} == before
 
 
 # ------------------------------------------------------------------------------ full disk, out of memory

@@ -89,5 +89,19 @@ def test_card_recipe_comes_from_the_last_training_command_not_a_later_interpolat
                 "python interpolate.py a b --alpha 0.5 --out c"]
     assert model_card.last_training_command(commands) == commands[1]
     assert model_card.recipe(model_card.last_training_command(commands))["epochs"] == 20
-    with pytest.raises(UserError, match="no train_srresnet.py command"):
+    with pytest.raises(UserError, match="no train_srresnet.py or train_srgan.py command"):
         model_card.last_training_command(commands[2:])
+
+
+def test_card_recipe_of_a_gan_run_names_its_losses_and_discriminator():
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import model_card
+
+    commands = ["python train_srgan.py --init-generator srresnet_x4 --content-weight 0 --adversarial-weight 1e-3 "
+                "--pixel-weight 1 --epochs 4", "python train_srgan.py --content-weight 0 --resume --epochs 8"]
+    rec = model_card.recipe(model_card.last_training_command(commands))
+    assert (rec["epochs"], rec["content_weight"], rec["discriminator"], rec["gan"]) == (8, 0.0, "report", "standard")
+    # the second command leaves the weights at their defaults: the card reports what that command ran
+    assert rec["generator_loss"] == ("2 x MSE pixel (no VGG content loss: --content-weight 0, no VGG built) + "
+                                     "0.005 x standard adversarial against the report discriminator")
+    assert "one for G and one for D" in rec["optimizer"]

@@ -92,3 +92,38 @@ def test_operator_names_reads_the_flatbuffer(exported):
     names = tflite.operator_names(open(path, "rb").read())
     assert {"CONV_2D", "DEPTH_TO_SPACE", "CAST", "ROUND"} <= set(names)
     assert set(names) <= set(tflite.ALLOWED_OPS.values())
+
+
+def _resize_tflite(path, size):
+    """A .tflite of allowed ops only (SHAPE, STRIDED_SLICE, MUL, ...) that resizes its input to size(h_w)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images):
+        hw = tf.shape(images)[1:3]
+        return {"sr": tf.cast(tf.image.resize(tf.cast(images, tf.float32), size(hw), method="nearest"), tf.uint8)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], None)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    data = converter.convert()
+    assert set(tflite.operator_names(data)) <= set(tflite.ALLOWED_OPS.values())  # the op check passes it
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_a_tflite_asking_for_a_huge_output_is_refused_and_the_interpreter_never_crashes_this_process(tmp_path):
+    # x40 on the probes: refused from the output's shape, before its bytes are taken
+    x40 = _resize_tflite(tmp_path / "x40.tflite", lambda hw: hw * 40)
+    with pytest.raises(UserError) as e:
+        load_upscaler(x40)
+    assert str(e.value) == (f"--model '{x40}' cannot upscale an 8x8 RGB image: an input of 8x8 gave an output of "
+                            "shape [1, 320, 320, 3], over x16 per side; refused unread")
+    # x4 on the 8x8 and 8x12 probes, then 700,000 px a side at the 97x97 reach probe: LiteRT does not
+    # check that allocation and segfaults; it does so in the child process, and this one reports it
+    bomb = _resize_tflite(tmp_path / "bomb.tflite", lambda hw: hw * 4 + tf.maximum(hw - 90, 0) * 100000)
+    with pytest.raises(UserError) as e:
+        load_upscaler(bomb)
+    text = str(e.value)
+    assert text.startswith(f"--model '{bomb}': the TFLite interpreter crashed on an input of ")
+    assert "killed by signal" in text and "\n" not in text
+    # this process is fine and runs the next model
+    ok = load_upscaler(_resize_tflite(tmp_path / "x2.tflite", lambda hw: hw * 2))
+    assert ok.scale == 2 and upscale_image(ok, np.zeros((5, 7, 3), np.uint8), tile=0).shape == (10, 14, 3)

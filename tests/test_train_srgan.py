@@ -130,7 +130,8 @@ def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
                           ("--content-scale", ["--content-scale", "1"]), ("--pixel-weight", ["--pixel-weight", "1"]),
                           ("--content-weight", ["--content-weight", "2"]),
                           ("--adversarial-weight", ["--adversarial-weight", "0.01"]),
-                          ("--precision", ["--precision", "mixed_bfloat16"])):
+                          ("--precision", ["--precision", "mixed_bfloat16"]),
+                          ("--degradation", ["--degradation", "realistic"])):
         with pytest.raises(SystemExit) as exit_info:
             train_srgan.main(argv + ["--epochs", "2", "--resume", *changed])
         err = capsys.readouterr().err.strip().splitlines()

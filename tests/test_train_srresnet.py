@@ -101,7 +101,7 @@ def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path
 
     # a resume must repeat the settings its optimizer state and network depend on
     for flag, argv in (("--precision", ["--precision", "mixed_float16"]), ("--bicubic-skip", ["--bicubic-skip"]),
-                       ("--loss", ["--loss", "l1"])):
+                       ("--loss", ["--loss", "l1"]), ("--degradation", ["--degradation", "mild"])):
         with pytest.raises(SystemExit) as exit_info:
             train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "3", "--resume", *argv))
         err = capsys.readouterr().err.strip().splitlines()

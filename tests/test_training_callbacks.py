@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from sr_keras import callbacks, cli, distribute, runs, training
-from sr_keras.config import TrainConfig
+from sr_keras.config import RunState, TrainConfig
 from sr_keras.errors import UserError
 
 
@@ -212,6 +212,26 @@ def test_infinite_validation_psnr_is_legitimate_and_does_not_stop(tmp_path):
     guard = callbacks.NonFiniteGuard(str(tmp_path / "checkpoints"), lr=0.1)
     hist = model.fit(x, y, epochs=2, verbose=0, callbacks=[ScriptedLogs(0, {"val_psnr": math.inf}), guard])
     assert hist.epoch == [0, 1]
+
+
+def test_checkpoint_json_is_replaced_by_a_rename_of_a_complete_file(tmp_path, monkeypatch):
+    old = RunState(epoch=1, last="last-e0001.weights.h5", config={"model": "toy"})
+    runs.write_state(str(tmp_path), old)
+    path = tmp_path / runs.STATE_FILE
+    renames, real_replace = [], os.replace
+
+    def recording(src, dst):  # what both names hold the moment the new state takes the old one's place
+        with open(dst) as before, open(src) as after:
+            renames.append((os.path.dirname(src), os.path.basename(dst), before.read(), after.read()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording)
+    new = RunState(epoch=2, last="last-e0002.weights.h5", config={"model": "toy"})
+    runs.write_state(str(tmp_path), new)
+    # the new state was complete under another name in the same folder while checkpoint.json still held
+    # the old one: a kill at any moment leaves one or the other, never a part
+    assert renames == [(str(tmp_path), runs.STATE_FILE, old.to_json(), new.to_json())]
+    assert path.read_text() == new.to_json() and os.listdir(tmp_path) == [runs.STATE_FILE]
 
 
 def test_run_checkpoint_removes_temporary_files_of_killed_runs_only(tmp_path):

@@ -5,6 +5,7 @@ in a name, SIGTERM while writing)."""
 import errno
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,43 @@ def test_help_lists_defaults(capsys):
     text = capsys.readouterr().out
     assert "--tile" in text and "(default: 256)" in text and "(default: 16)" in text
     assert "--tile-memory" in text and "(default: 768)" in text
+
+
+def test_list_models_prints_every_model_with_its_purpose_and_score_and_help_says_which(capsys, monkeypatch):
+    monkeypatch.delenv("SR_KERAS_MODELS", raising=False)
+    code, out, err = run(["--list-models"], capsys)  # neither --model nor an input needed
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    x4 = next(i for i, line in enumerate(lines) if line.startswith("srresnet_x4 "))
+    assert lines[x4].split()[1] == "x4" and "clean or downscaled pictures" in lines[x4]
+    assert re.fullmatch(r"test photos \+\d+\.\d\d dB PSNR-Y over bicubic \(.*\)", lines[x4 + 1].strip())
+    real = next(line for line in lines if line.startswith("srresnet_real_x4 "))
+    assert "phone photos, JPEGs, noisy scans" in real
+    with pytest.raises(SystemExit):
+        upscale.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Which model: clean or downscaled pictures: srresnet_x4" in text
+    assert "phone photos, JPEGs, noisy scans: srresnet_real_x4" in text and "--list-models" in text
+    # without --list-models, --model and an input are still required, in argparse's words
+    code, _, err = run(["--out", "o"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].endswith("the following arguments are required: --model, INPUT")
+
+
+def test_a_mistyped_flag_gets_the_closest_one(capsys):
+    code, _, err = run(["--model", "srresnet_x4", "--ouput", "x", "a.png"], capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith("error: unrecognized arguments: --ouput; --ouput: did you mean --out?")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, which takes no new files")
+@pytest.mark.parametrize("flag,target", [("--out", "/proc/sr_keras_out"), ("-o", "/proc/self/up.png")])
+def test_an_output_under_proc_says_it_cannot_be_written(model_path, photo, tmp_path, capsys, flag, target):
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    code, _, err = run(["--model", model_path, str(tmp_path / "in.png"), flag, target], capsys)
+    parent = os.path.dirname(target) if flag == "-o" else "/proc"
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {flag} {target}: cannot write there ({parent} takes no new files "
+                                        "or folders)"]
 
 
 def test_a_model_name_resolves_from_another_working_directory(tmp_path, photo, capsys, monkeypatch):

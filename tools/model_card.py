@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Write model_card.json for an export of train_srresnet.py, from what the run itself recorded:
+"""Write model_card.json for an export of train_srresnet.py or train_srgan.py, from what the run recorded:
 
     python tools/model_card.py saved_models/srresnet_x4 --run runs/srresnet_x4 --corpus corpus/ \\
         --command "python train_srresnet.py --data corpus/ --track bicubic_x4 ..." --commit d1190e1
 
 The card holds the architecture (the export's generator.json), the trainable parameter count (of its
 model.keras), the training data (the corpus manifest: sources, counts, licences, checksums), the
-recipe (the command parsed by train_srresnet.py's own parser), optimizer steps and wall time (the
-run's checkpoint and TensorBoard event times), the hardware, the command and commit, and PSNR-Y /
-SSIM-Y of the model and of bicubic on the held-back test photographs of its data (LR: Pillow bicubic
-x1/scale, the whole image scored, `scale` border pixels cropped).
+recipe (the command parsed by its training script's own parser: a GAN card names its losses and
+discriminator), optimizer steps and wall time (the run's checkpoint and TensorBoard event times), the
+hardware, the command and commit, and PSNR-Y / SSIM-Y / NIQE of the model and of bicubic (and of a
+--compare model) on the held-back test photographs of its data (LR: Pillow bicubic x1/scale, the whole
+image scored, `scale` border pixels cropped; NIQE of the whole output).
 """
 import argparse
 import json
@@ -27,42 +28,66 @@ from sr_keras.errors import UserError, cli_entry  # noqa: E402
 TABLE1 = {2: 1_401_749, 3: 1_586_389, 4: 1_549_462}
 
 
+TRAINING_SCRIPTS = ("train_srresnet.py", "train_srgan.py")
+RECIPE_KEYS = ("loss", "lr", "lr_schedule", "lr_decay_epochs", "lr_decay_factor", "epochs", "steps_per_epoch",
+               "batch_size", "hr_crop", "augment_p", "seed", "patience", "init_trunk", "init_generator", "precision",
+               "data", "degradation", "select")
+# what a GAN run adds: its losses, its discriminator, and whether VGG took part
+GAN_KEYS = ("gan", "discriminator", "pixel_loss", "pixel_weight", "content_weight", "adversarial_weight",
+            "content_input", "content_layer", "content_activation", "content_criterion", "content_scale",
+            "vgg_weights", "ema")
+
+
 def last_training_command(commands):
     """The command whose flags are the recipe: a resumed run's last training command holds its final
     settings, and an interpolate.py step that made the export from the run's may follow it."""
-    training = [c for c in commands if "train_srresnet.py" in c]
+    training = [c for c in commands if any(script in c for script in TRAINING_SCRIPTS)]
     if not training:
-        raise UserError(f"no train_srresnet.py command among --command. Received: {commands!r}")
+        raise UserError(f"no train_srresnet.py or train_srgan.py command among --command. Received: {commands!r}")
     return training[-1]
 
 
 def recipe(command):
-    """The training flags of `command`, as train_srresnet.py's parser reads them (defaults included)."""
-    from sr_keras.cli import train_srresnet
+    """The training flags of `command`, as its script's parser reads them (defaults included)."""
+    from sr_keras.cli import train_srgan, train_srresnet
 
     argv = shlex.split(command)
-    argv = argv[argv.index(next(a for a in argv if a.endswith("train_srresnet.py"))) + 1:]
-    values = vars(train_srresnet.build_parser().parse_args(argv))
-    keys = ("loss", "lr", "lr_schedule", "lr_decay_epochs", "lr_decay_factor", "epochs", "steps_per_epoch",
-            "batch_size", "hr_crop", "augment_p", "seed", "patience", "init_trunk", "init_generator", "precision",
-            "data", "degradation")
-    picked = {k: values[k] for k in keys if k in values}
-    picked["optimizer"] = "Adam (beta1 0.9, beta2 0.999, epsilon 1e-8)"
+    script = next(a for a in argv if a.endswith(TRAINING_SCRIPTS))
+    gan = script.endswith("train_srgan.py")
+    parser = (train_srgan if gan else train_srresnet).build_parser()
+    values = vars(parser.parse_args(argv[argv.index(script) + 1:]))
+    picked = {k: values[k] for k in RECIPE_KEYS + (GAN_KEYS if gan else ()) if k in values}
+    picked["optimizer"] = "Adam (beta1 0.9, beta2 0.999, epsilon 1e-8)" + (", one for G and one for D" if gan else "")
     if picked.get("lr_schedule") == "cosine":
         picked["schedule"] = "per-epoch cosine decay of the learning rate to 0 over --epochs"
+    if gan:
+        picked["generator_loss"] = (
+            f"{values['pixel_weight']:g} x {values['pixel_loss'].upper()} pixel"
+            + (f" + {values['content_weight']:g} x VGG19 {values['content_layer']} content"
+               if values["content_weight"] > 0 else " (no VGG content loss: --content-weight 0, no VGG built)")
+            + f" + {values['adversarial_weight']:g} x {values['gan']} adversarial against the "
+              f"{values['discriminator']} discriminator")
     return picked
 
 
-def test_scores(export_dir, source, track, scale, degrade=None):
+def test_scores(export_dir, source, track, scale, degrade=None, compare=None, niqe=False):
     """Mean and per-image PSNR-Y / SSIM-Y of bicubic and of the export on the test split of `source`
-    (with `degrade`, a degradations.EvalDegradation, applied to each LR as evaluate.py --degrade does)."""
+    (with `degrade`, a degradations.EvalDegradation, applied to each LR as evaluate.py --degrade does).
+    `compare`: a model name or export scored beside them (a GAN card's PSNR-oriented parent); `niqe`:
+    also NIQE of every whole output and of the HR photo itself (lower = more natural)."""
     import numpy as np
 
     from sr_keras import data, metrics
     from sr_keras.imresize import upscale_bicubic
     from sr_keras.inference import load_upscaler, upscale_image
 
-    upscaler = load_upscaler(export_dir)
+    upscalers = {"model": load_upscaler(export_dir)}
+    if compare is not None:
+        upscalers[compare] = load_upscaler(compare)
+    labels = ("bicubic", *upscalers)
+    keys = ("psnr_y", "ssim_y", "niqe") if niqe else ("psnr_y", "ssim_y")
+    if niqe:
+        from sr_keras.perception import niqe as niqe_of
     rows = []
     names = data.eval_names(source, track, "test")
     for name, (lr, hr) in zip(names, data.eval_dataset(source, track, "test")):
@@ -70,21 +95,28 @@ def test_scores(export_dir, source, track, scale, degrade=None):
         if degrade is not None:
             lr = degrade.apply(lr, name)
         row = {"image": os.path.basename(name)}
-        for label, sr in (("bicubic", upscale_bicubic(lr, scale)), ("model", upscale_image(upscaler, lr))):
+        outputs = {"bicubic": upscale_bicubic(lr, scale), **{k: upscale_image(u, lr) for k, u in upscalers.items()}}
+        for label, sr in outputs.items():
             row[label] = {"psnr_y": round(float(metrics.psnr_y(hr, sr, scale)), 4),
                           "ssim_y": round(float(metrics.ssim_y(hr, sr, scale)), 4)}
+            if niqe:
+                row[label]["niqe"] = round(float(niqe_of(sr)), 4)
+        if niqe:
+            row["hr"] = {"niqe": round(float(niqe_of(hr)), 4)}
         rows.append(row)
-        print(f"  {row['image']}: bicubic {row['bicubic']['psnr_y']:.2f} dB, model {row['model']['psnr_y']:.2f} dB",
+        print(f"  {row['image']}: " + ", ".join(f"{label} {row[label]['psnr_y']:.2f} dB" for label in labels),
               flush=True)
-    mean = {label: {k: round(float(np.mean([r[label][k] for r in rows])), 4) for k in ("psnr_y", "ssim_y")}
-            for label in ("bicubic", "model")}
-    gain = {k: round(mean["model"][k] - mean["bicubic"][k], 4) for k in ("psnr_y", "ssim_y")}
+    mean = {label: {k: round(float(np.mean([r[label][k] for r in rows])), 4) for k in keys} for label in labels}
+    if niqe:
+        mean["hr"] = {"niqe": round(float(np.mean([r["hr"]["niqe"] for r in rows])), 4)}
+    gain = {k: round(mean["model"][k] - mean["bicubic"][k], 4) for k in keys}
     lr_made = f"Pillow (MATLAB-style) bicubic x1/{scale} of the HR photo"
     if degrade is not None:
         lr_made += f", then {degrade.describe()} (seeded per image, evaluate.py --degrade {degrade.spec()})"
-    return {"images": len(rows), "lr": lr_made,
-            "protocol": f"whole image, Y channel (BT.601), {scale}-pixel border cropped, SSIM 11x11 Gaussian "
-                        "(sigma 1.5)", **mean, "gain": gain, "per_image": rows}
+    protocol = f"whole image, Y channel (BT.601), {scale}-pixel border cropped, SSIM 11x11 Gaussian (sigma 1.5)"
+    if niqe:
+        protocol += "; NIQE (MATLAB release conventions, sr_keras.niqe) of the whole output, lower = more natural"
+    return {"images": len(rows), "lr": lr_made, "protocol": protocol, **mean, "gain": gain, "per_image": rows}
 
 
 def training_degradation(rec):
@@ -138,7 +170,8 @@ def lineage(parent):
     return {k: parent[k] for k in keep if k in parent}
 
 
-def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None, parent=None):
+def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None, parent=None, compare=None,
+         niqe=False):
     from sr_keras.loading import load_generator_config, load_keras_model
     from sr_keras.model_card import hardware, wall_time_s
     from sr_keras.models import count_trainable
@@ -171,7 +204,8 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None,
         "commit": commit,
         "notes": notes,
         **({"initialised_from": lineage(parent)} if parent is not None else {}),
-        "test_photographs": test_scores(export_dir, test_source, f"bicubic_x{config.scale}", config.scale),
+        "test_photographs": test_scores(export_dir, test_source, f"bicubic_x{config.scale}", config.scale,
+                                        compare=compare, niqe=niqe),
         **({"test_photographs_degraded": test_scores(export_dir, test_source, f"bicubic_x{config.scale}",
                                                      config.scale, degrade)} if degrade is not None else {}),
     }
@@ -194,6 +228,11 @@ def main(argv=None):
                              "kept in this card under initialised_from (copy it first if the export replaces it)")
     parser.add_argument("--degrade", default=None, metavar="noise=S,jpeg=Q",
                         help="also score the test photographs with this LR degradation (as evaluate.py --degrade)")
+    parser.add_argument("--compare", default=None, metavar="MODEL",
+                        help="also score this model (a name or export folder) on the test photographs, e.g. a GAN "
+                             "model's PSNR-oriented parent")
+    parser.add_argument("--niqe", action="store_true",
+                        help="also score NIQE (of every output and of the HR photographs); GAN cards need it")
     a = parser.parse_args(argv)
     from sr_keras.degradations import parse_degrade
 
@@ -202,7 +241,7 @@ def main(argv=None):
     if a.init_card:
         with open(a.init_card) as f:
             parent = json.load(f)
-    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent)
+    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent, a.compare, a.niqe)
     from sr_keras.model_card import write_card
 
     write_card(a.export, result)

@@ -26,14 +26,23 @@ def _degradation_name(card, data):
     return degradation["name"] if isinstance(degradation, dict) else degradation.split(" ")[0]
 
 
+def _niqe(scores):
+    """bicubic -> model NIQE, with the compared model's between them where the card scored one."""
+    if "niqe" not in scores["model"]:
+        return "-"
+    others = [f"{label} {v['niqe']:.2f}" for label, v in scores.items()
+              if isinstance(v, dict) and "niqe" in v and label not in ("bicubic", "model", "hr", "gain")]
+    return " -> ".join([f"{scores['bicubic']['niqe']:.2f}", *others, f"{scores['model']['niqe']:.2f}"])
+
+
 def rows(models_dir):
     cards = []
     for path in sorted(glob.glob(os.path.join(models_dir, "*", "model_card.json"))):
         with open(path) as f:
             cards.append(json.load(f))
     lines = ["| name | scale | parameters | trained on | steps (batch x HR crop) | wall time | "
-             "test photos: bicubic -> model PSNR-Y (gain) | SSIM-Y |",
-             "|---|---|---|---|---|---|---|---|"]
+             "test photos: bicubic -> model PSNR-Y (gain) | SSIM-Y | NIQE (lower = more natural) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in cards:
         data = c["training_data"]
         if "train_photographs" in data:
@@ -55,7 +64,7 @@ def rows(models_dir):
             f"| `{c['name']}` | x{c['architecture']['scale']} | {c['trainable_parameters']:,} | "
             f"{trained_on}, {degradation} LR | {steps} | {wall / 60:.0f} min | "
             f"{t['bicubic']['psnr_y']:.2f} -> {t['model']['psnr_y']:.2f} ({t['gain']['psnr_y']:+.2f} dB) | "
-            f"{t['bicubic']['ssim_y']:.4f} -> {t['model']['ssim_y']:.4f} |")
+            f"{t['bicubic']['ssim_y']:.4f} -> {t['model']['ssim_y']:.4f} | {_niqe(t)} |")
     return lines
 
 

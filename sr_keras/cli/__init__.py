@@ -1,9 +1,10 @@
 """The command-line layer: the one part of sr_keras that imports argparse. This module holds what every
-CLI shares (the help formatter, checked argument types, hiding TensorFlow's start-up banner); the
+CLI shares (the parser and its help formatter, checked argument types, hiding TensorFlow's start-up banner); the
 training flags live in sr_keras.cli.training_flags (re-exported here), and each script's main() in
 sr_keras.cli.<script> (train_srresnet, train_srgan, evaluate, upscale, export, interpolate), which the
 top-level scripts and the console scripts call."""
 import argparse
+import difflib
 import math
 import os
 import re
@@ -12,7 +13,66 @@ import tempfile
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default and keeps the description's line breaks (its example commands)."""
+    """Shows every flag's default and keeps the description's line breaks (its example commands).
+
+    A help text that states its default itself ("(default: the model's scale)") gets no second one, and
+    a default of None (the flag is simply not set) is not shown: "(default: None)" tells a user nothing.
+    """
+
+    def _get_help_string(self, action):
+        if action.default is None or re.search(r"\bdefault:", action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+_NEGATIVE_NUMBER = re.compile(r"-\d+$|-\d*\.\d+$")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every script: the project's HelpFormatter, and a mistyped flag gets the closest one
+    ("unrecognized arguments: --ouput; --ouput: did you mean --out?"), which Python 3.11's argparse
+    does not do.
+
+    The hint is added to whatever error argparse reports (also "the following arguments are required:
+    --model" after a mistyped --mdoel). A unique prefix of a flag is no typo: argparse takes it as that
+    flag (allow_abbrev), and reports an ambiguous one itself.
+    """
+
+    def __init__(self, *positional, formatter_class=HelpFormatter, **keywords):
+        super().__init__(*positional, formatter_class=formatter_class, **keywords)
+        self._given = []
+
+    def parse_known_args(self, argv=None, namespace=None):
+        self._given = list(sys.argv[1:] if argv is None else argv)
+        return super().parse_known_args(argv, namespace)
+
+    def error(self, message):
+        super().error(message + self.typo_hint(self._given))
+
+    def _is_flag(self, name):
+        flags = self._option_string_actions
+        if name in flags:
+            return True
+        if name.startswith("--"):
+            return self.allow_abbrev and any(f.startswith(name) for f in flags if f.startswith("--"))
+        return name[:2] in flags  # a short flag with its value attached: -ofile.png
+
+    def typo_hint(self, tokens):
+        """"; --ouput: did you mean --out?" for each token that looks like a flag but is none of this
+        parser's and has a close one; "" when there is none."""
+        shown = [s for action in self._actions if action.help != argparse.SUPPRESS for s in action.option_strings]
+        pairs = []
+        for token in tokens:
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if (len(name) < 2 or name[0] not in self.prefix_chars or _NEGATIVE_NUMBER.match(name)
+                    or self._is_flag(name)):
+                continue
+            close = difflib.get_close_matches(name, shown, n=1, cutoff=0.7)
+            if close and (name, close[0]) not in pairs:
+                pairs.append((name, close[0]))
+        return "".join(f"; {name}: did you mean {flag}?" for name, flag in pairs)
 
 
 def checked(convert, ok, expected):
@@ -63,8 +123,8 @@ def hide_tensorflow_banner():
     file descriptor (e.g. under pytest's capture).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return  # already imported, or another Keras backend (KERAS_BACKEND=jax) that never imports it
     try:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
@@ -93,7 +153,7 @@ def hide_tensorflow_banner():
 from sr_keras.cli.training_flags import (  # noqa: E402
     REPORT_DEFAULTS, add_common_args, add_select_arg, generator_config, parse_args, resolve_paths, train_config)
 
-__all__ = ["HelpFormatter", "checked", "INT_MAX", "SEED_MAX", "positive_int", "non_negative_int", "seed_int",
-           "positive_float", "non_negative_float", "probability",
+__all__ = ["HelpFormatter", "ArgumentParser", "checked", "INT_MAX", "SEED_MAX", "positive_int", "non_negative_int",
+           "seed_int", "positive_float", "non_negative_float", "probability",
            "hide_tensorflow_banner", "REPORT_DEFAULTS", "add_common_args", "add_select_arg", "parse_args",
            "resolve_paths", "train_config", "generator_config"]

@@ -1,27 +1,34 @@
-"""Score SR models against bicubic on DIV2K or a folder of photographs (PSNR/SSIM on Y, as Table 2).
+"""Score SR models against bicubic on DIV2K or a folder of photographs (PSNR/SSIM on Y as Table 2, NIQE).
 
 Convention (sr_keras.metrics): Y of BT.601 from uint8 RGB, `scale` border pixels cropped, PSNR with
 data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5); model outputs are rounded and clipped
-to uint8 before scoring. Writes results.json/.csv/.md, per_image.csv and figures/ under --out
-(checked for writability first). An image a model cannot take is named and left out of every row, the
-rest is scored, and the exit status is then 2. The work is done by sr_keras.evaluation (scoring,
-pairs, result files) and sr_keras.figures.
+to uint8 before scoring. NIQE (sr_keras.perception, the MATLAB release's) of each whole output and of
+the HR images themselves (their own row), blank below 96x96 pixels. Writes results.json/.csv/.md,
+per_image.csv, perception_distortion.png and figures/ under --out (checked for writability first).
+An image a model cannot take is named and left out of every row, the rest is scored, and the exit
+status is then 2. The work is done by sr_keras.evaluation (pairs, the loop), sr_keras.results
+(scores, result files) and sr_keras.figures.
 """
-import argparse
 import os
 
-from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras import results
+from sr_keras.cli import ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
 from sr_keras.errors import UserError, cli_entry
 from sr_keras.outputs import check_writable_folder, removed_if_left_empty
 
 figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
+metric_list = checked(results.parse_metrics, bool, "a comma-separated subset of " + ",".join(results.METRICS))
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                   help="a model to score (repeatable): SavedModel folder from --export or a .keras file; "
+    p = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a model to score (repeatable): a shipped model name (srresnet_x4), a SavedModel folder "
+                        "from --export or a .keras file, its row named NAME (default: the name or file stem); "
                         "PATH may contain {track} to pick one model per track")
+    p.add_argument("--metrics", type=metric_list, default=",".join(results.METRICS), metavar="LIST",
+                   help="comma-separated metrics to compute: psnr, ssim (on Y, against HR) and niqe (no reference; "
+                        "images below 96x96 get none)")
     g = p.add_argument_group("DIV2K mode")
     g.add_argument("--data", default="tfds", help="'tfds', a DIV2K-layout folder, or an HR folder "
                    "(see docs/data.md); may contain {track}")
@@ -50,8 +57,9 @@ def parse_args(argv):
     p.add_argument("--tile-overlap", type=non_negative_int, default=16,
                    help="LR pixels of context around each tile (raised to the model's receptive radius when larger)")
     p.add_argument("--trust-model", action="store_true",
-                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
-                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
+                   help="load a SavedModel folder without model.keras (refused otherwise); its graph is still "
+                        "checked against the tensor-math allowlist (docs/reliability.md, Threat model): only for "
+                        "SavedModels you wrote yourself")
     a = p.parse_args(argv)
     if a.hr_dir is None and (a.lr_dir is not None or a.scale is not None):
         p.error("--lr-dir and --scale belong to folder mode: give --hr-dir too")
@@ -90,10 +98,12 @@ def _evaluate(flags):
         names = evaluation.REPORT_TRACKS if flags.track == "all" else (flags.track,)
         tracks = [evaluation.Div2kTrack(flags.data.replace("{track}", t), t, flags.split) for t in names]
     options = evaluation.Options(protocol=flags.protocol, figures=flags.figures, tile=flags.tile,
-                                 tile_overlap=flags.tile_overlap, degrade=degrade, trust_model=flags.trust_model)
+                                 tile_overlap=flags.tile_overlap, degrade=degrade, trust_model=flags.trust_model,
+                                 metrics=flags.metrics)
     md, failed = evaluation.evaluate(tracks, models, flags.out, options, logs=flags.logs)
     print(md, end="")
-    print(f"results in {flags.out}/ (results.json, results.csv, results.md, per_image.csv, figures/)")
+    plot = f", {evaluation.PD_FIGURE}" if os.path.exists(os.path.join(flags.out, evaluation.PD_FIGURE)) else ""
+    print(f"results in {flags.out}/ (results.json, results.csv, results.md, per_image.csv{plot}, figures/)")
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
         raise UserError(f"{len(failed)} image(s) left out of the results: {shown} (reasons above)")

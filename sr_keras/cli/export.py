@@ -8,15 +8,14 @@ Android and in a browser; upscale.py --model FILE.tflite runs it here.
     python export.py saved_models/demo_x4 --format tflite --out demo_x4.tflite
     python export.py runs/srresnet_bicubic_x4/best.keras --format savedmodel --out saved_models/mine
 """
-import argparse
 import os
 
-from sr_keras.cli import HelpFormatter, hide_tensorflow_banner
+from sr_keras.cli import ArgumentParser, HelpFormatter, hide_tensorflow_banner
 from sr_keras.errors import UserError, cli_entry
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
                                 formatter_class=HelpFormatter)
     p.add_argument("model", metavar="MODEL",
                    help="a folder written by --export, a .keras file, or a model name (saved_models/ or "
@@ -37,6 +36,18 @@ def parse_args(argv):
 def default_out(model, fmt, fp16):
     name = os.path.splitext(os.path.basename(os.path.normpath(model)))[0] or "model"
     return f"{name}{'_fp16' if fp16 else ''}.tflite" if fmt == "tflite" else f"{name}_savedmodel"
+
+
+def check_replaceable(out, suggestion):
+    """Refuse a savedmodel --out that export_model's renames would fail on only after the slow work:
+    rename() refuses "." and a mount point (EBUSY), and would move the working folder from under the
+    process."""
+    real, cwd = os.path.realpath(out), os.path.realpath(os.getcwd())
+    where = "a mount point" if os.path.ismount(real) else \
+        "the current folder or holds it" if os.path.commonpath([real, cwd]) == real else None
+    if where:
+        raise UserError(f"--out '{out}' is {where}: an export replaces its whole folder; give a new folder "
+                        f"path such as '{suggestion}'")
 
 
 def check_out(out, fmt):
@@ -62,6 +73,8 @@ def main(argv=None):
     out = args.out or default_out(args.model, args.format, args.fp16)
     if args.format == "tflite":
         check_out(out, args.format)
+    else:
+        check_replaceable(out, default_out(args.model, args.format, args.fp16))
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     from sr_keras.export import export_model
     from sr_keras.loading import load_keras_model

@@ -11,7 +11,6 @@ VGG19 ImageNet weights are downloaded by Keras on first use; offline, pass --vgg
 vgg19 notop .h5 file). docs/srgan.md says which --content-input and which --select reproduce what;
 docs/esrgan.md describes the ESRGAN options and its two-stage recipe.
 """
-import argparse
 import os
 
 from sr_keras import cli
@@ -48,7 +47,7 @@ def build_parser():
     from sr_keras.gan import DISCRIMINATORS, GAN_TYPES
     from sr_keras.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     cli.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
     cli.add_select_arg(parser)
     add = parser.add_argument
@@ -57,8 +56,9 @@ def build_parser():
              "or a .weights.h5 (Ledig et al.; ESRGAN: the PSNR-oriented RRDBNet); default: from scratch, as the "
              "report's code. Architecture flags must match it. --resume takes precedence")
     add("--trust-model", action="store_true",
-        help="with --init-generator, load a SavedModel folder without model.keras even when its graph runs more "
-             "than tensor math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
+        help="with --init-generator, load a SavedModel folder without model.keras (refused otherwise); its graph "
+             "is still checked against the tensor-math allowlist (docs/reliability.md, Threat model): only for "
+             "SavedModels you wrote yourself")
     add("--gan", choices=GAN_TYPES, default="standard",
         help="adversarial losses: standard (SRGAN: D(x) = sigmoid(C(x))) or relativistic (ESRGAN's relativistic "
              "average GAN: sigmoid(C(x_r) - E[C(x_f)]), both terms in G's loss)")
@@ -103,10 +103,11 @@ def check_crop(hr_crop, scale, discriminator):
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, loading, training
+    from sr_keras import data, distribute, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
     train = cli.train_config(args)
+    distribute.single_op_threads(train.seed)  # before TensorFlow's first op: it cannot change later
     generator_config = cli.generator_config(args, data.scale_of(train.track))
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
@@ -136,11 +137,14 @@ def _train(flags, train, generator_config, hr_size):
     distribute.set_precision(train.precision)
     strategy = distribute.strategy_from_flag(train.strategy)
 
-    with strategy.scope():
-        # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
-        content = losses.VGGContentLoss(layer=flags.content_layer, scale=flags.content_scale,
-                                        input_mode=flags.content_input, weights=flags.vgg_weights,
-                                        activation=flags.content_activation, criterion=flags.content_criterion)
+    content = None  # --content-weight 0: pixel + adversarial (Ledig et al.'s SRGAN-MSE); VGG is never built
+    if flags.content_weight > 0:
+        with strategy.scope():
+            # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
+            content = losses.VGGContentLoss(layer=flags.content_layer, scale=flags.content_scale,
+                                            input_mode=flags.content_input, weights=flags.vgg_weights,
+                                            activation=flags.content_activation,
+                                            criterion=flags.content_criterion)
     train_ds, val_ds = training.datasets(train, start)
 
     with strategy.scope():

@@ -7,7 +7,6 @@ export the best model.
 
 Defaults are the report's settings; docs/training.md lists what the demo preset changes and why.
 """
-import argparse
 import os
 
 from sr_keras import cli
@@ -34,7 +33,7 @@ PRESETS = {
 def build_parser():
     from sr_keras import training  # here: importing it imports TensorFlow
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     cli.add_common_args(parser, presets=PRESETS, model_name="srresnet")
     parser.add_argument("--loss", choices=tuple(training.PIXEL_LOSSES), default="mse",
                         help="pixel loss (the report: mse; ESRGAN's PSNR-oriented RRDBNet: l1)")
@@ -46,9 +45,9 @@ def build_parser():
                              "(a model name, export folder or .keras file), e.g. to fine-tune it with "
                              "--degradation realistic; --resume takes precedence")
     parser.add_argument("--trust-model", action="store_true",
-                        help="with --init-generator, load a SavedModel folder without model.keras even when its "
-                             "graph runs more than tensor math (docs/reliability.md, Security): only for "
-                             "SavedModels you wrote yourself")
+                        help="with --init-generator, load a SavedModel folder without model.keras (refused "
+                             "otherwise); its graph is still checked against the tensor-math allowlist "
+                             "(docs/reliability.md, Threat model): only for SavedModels you wrote yourself")
     # validation is clean bicubic LR: with --degradation, "last" exports the most adapted generator
     cli.add_select_arg(parser)
     return parser
@@ -57,10 +56,11 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, loading, training
+    from sr_keras import data, distribute, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
     train = cli.train_config(args)
+    distribute.single_op_threads(train.seed)  # before TensorFlow's first op: it cannot change later
     generator_config = cli.generator_config(args, data.scale_of(train.track))
     training.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and args.init_generator:
@@ -106,6 +106,8 @@ def _train(flags, train, generator_config):
     name = "RRDBNet" if generator_config.arch == "rrdbnet" else "SRResNet"
     print(f"{name} x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
           f"run folder {train.out}")
+    print(f"psnr, ssim: this epoch's random {train.hr_crop}px training crops (flat ones score high, so psnr sits "
+          "above val_psnr); val_psnr, val_ssim: the whole validation photographs, the figures to compare")
 
     chief = distribute.is_chief(strategy)
     training.fit(train, trainer, generator, train_ds, val_ds, generator_config.scale, config, state=state,

@@ -6,15 +6,16 @@ image size. Grey images come back grey, RGBA keeps its alpha (upscaled with bicu
 PNGs come back 16-bit; JPEG and WebP keep the ICC profile and EXIF. Outputs are written atomically,
 so --skip-existing can trust any output it finds. Files that cannot be read (or whose pixels the
 format cannot hold, or the model cannot take) are named and skipped, the others written; the exit
-status is then 2. --out (or -o's folder) is checked for writability before the model is loaded.
+status is then 2. An input is never overwritten (a folder upscaled into itself, --suffix "", -o).
+--out (or -o's folder) is checked for writability before the model is loaded.
 
     python upscale.py --model srresnet_x4 photo.jpg holidays/ --out upscaled/ --ext jpg --outscale 2
 """
-import argparse
 import os
 import sys
 
-from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_float, positive_int
+from sr_keras.cli import (ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int,
+                          positive_float, positive_int)
 from sr_keras.errors import UserError, cli_entry, one_line
 from sr_keras.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
 
@@ -23,15 +24,20 @@ _OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
-                                formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True,
+    from sr_keras.catalog import which_model
+
+    intro, example = __doc__.split("\n\n")[0], __doc__.split("\n\n")[-1]
+    p = ArgumentParser(description=intro, epilog=f"{which_model()}\n\n{example}", formatter_class=HelpFormatter,
+                       usage="%(prog)s --model MODEL [options] INPUT [INPUT ...]\n       %(prog)s --list-models")
+    p.add_argument("--model",
                    help="a model name (saved_models/ or $SR_KERAS_MODELS), a folder written by --export, "
-                        "a .keras file, or a .tflite file written by export.py")
+                        "a .keras file, or a .tflite file written by export.py (required)")
+    p.add_argument("--list-models", action="store_true",
+                   help="list every model a name gives: scale, what it is for, its card's score; then exit")
     p.add_argument("--trust-model", action="store_true",
                    help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
                         "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images (at least one)")
     p.add_argument("--out", help="output folder (created if missing); or -o")
     p.add_argument("-o", dest="output", metavar="FILE",
                    help="output file for a single input file (its extension sets the format unless --ext is given)")
@@ -58,6 +64,11 @@ def parse_args(argv):
                    help="tiles per model call (all of one size; the same pixels as 1): faster on a GPU, N times "
                         "the activation memory of --tile-memory")
     a = p.parse_args(argv)
+    if a.list_models:
+        return a
+    missing = [name for name, given in (("--model", a.model), ("INPUT", a.inputs)) if not given]
+    if missing:  # argparse's own words; not required there, as --list-models needs neither
+        p.error(f"the following arguments are required: {', '.join(missing)}")
     if (a.out is None) == (a.output is None):
         p.error("give --out FOLDER, or -o FILE for a single input file")
     return a
@@ -79,8 +90,13 @@ def output_format(namespace):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    if args.list_models:  # cards only: no TensorFlow
+        from sr_keras.catalog import format_models, list_models
+
+        print(format_models(list_models()))
+        return
     from sr_keras.loading import resolve_model
-    from sr_keras.upscaling import Output, Tiling, collect_inputs
+    from sr_keras.upscaling import Output, Tiling, collect_inputs, file_identity
 
     output = Output(ext=output_format(args), quality=args.quality, outscale=args.outscale, suffix=args.suffix)
     files, problems = collect_inputs(args.inputs)
@@ -89,6 +105,9 @@ def main(argv=None):
             raise UserError(f"-o '{args.output}' takes one input file; for several inputs or a folder give --out")
         if os.path.isdir(args.output):
             raise UserError(f"-o '{args.output}' is a folder: give a file name, or use --out for a folder")
+        target = file_identity(args.output)
+        if target is not None and target == file_identity(files[0]):
+            raise UserError(f"-o '{args.output}' is the input file, which is never overwritten: give another name")
     out_dir = args.out if args.output is None else (os.path.dirname(args.output) or ".")
     if args.output is None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out '{args.out}' exists and is not a folder: give a folder path")
