@@ -1,7 +1,7 @@
 """Upscaling speed and peak memory of sr_keras.inference (the code upscale.py runs), tile by tile.
 
     python -m benchmarks infer --model srresnet --scale 4 --lr-size 256 --tile 128
-    python -m benchmarks infer --model srresnet_x4 --lr-size 512x384
+    python -m benchmarks infer --model srresnet_x4 --lr-size 512x384      # the default tiles, as upscale.py
     python -m benchmarks infer --lr-size 512 --tile 64 --batch-tiles 8    # tiles per model call
 
 Prints one JSON line: megapixels_per_s = output megapixels / median seconds per image (after one
@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras.cli.upscale import tile_memory
 from sr_keras.errors import cli_entry
 
 
@@ -46,10 +47,12 @@ def build_parser():
                    help="upscaling factor of a random-weight model (a trained model has its own)")
     p.add_argument("--lr-size", type=checked(_size, lambda v: min(v) > 0, "N or WxH with positive sizes"),
                    default=(256, 256), metavar="N|WxH", help="input image size")
-    p.add_argument("--tile", type=non_negative_int, default=256, help="LR tile side (0: the whole image in one pass)")
+    p.add_argument("--tile", type=non_negative_int, default=None,
+                   help="LR tile side (0: the whole image in one pass; default: as large as --tile-memory allows)")
     p.add_argument("--overlap", type=non_negative_int, default=16, help="tile margin (raised to the receptive radius)")
-    p.add_argument("--tile-memory", type=non_negative_int, default=768, metavar="MB",
-                   help="tiles shrink so one tile's activations stay under this (0: no limit)")
+    p.add_argument("--tile-memory", type=tile_memory, default="auto", metavar="MB",
+                   help="tiles shrink so one tile's activations stay under this (0: no limit; auto: a quarter of "
+                        "the memory left, 256 to 4096 MB)")
     p.add_argument("--batch-tiles", type=positive_int, default=1, metavar="N",
                    help="tiles per model call (upscale.py --batch-tiles)")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed passes over the image")
@@ -143,8 +146,8 @@ def main(argv):
     precision = args.precision if args.model in RANDOM_MODELS else "as saved"
     print(json.dumps({
         "benchmark": "infer", "model": args.model, "scale": upscaler.scale, "lr_size": [w, h],
-        "tile": args.tile, "batch_tiles": args.batch_tiles, "tile_used":
-            inference.tile_side(upscaler, args.tile, args.overlap, run["max_tile_mb"]),
+        "tile": args.tile, "tile_memory": args.tile_memory, "batch_tiles": args.batch_tiles, "tile_used":
+            inference.tile_side(upscaler, args.tile, args.overlap, run["max_tile_mb"], (h, w)),
         "overlap": max(args.overlap, upscaler.radius or 0), "image_s": round(s, 4),
         "megapixels_per_s": round(mpix / s, 3), "output_megapixels": round(mpix, 3),
         "peak_mem_mb": round(_memory_mb("peak"), 1), "mem_before_mb": round(before_mb, 1),

@@ -7,8 +7,9 @@
     sr_keras.list_models()  # [{name, scale, purpose, score, path}]: which model for which picture
 
 Importing the package imports nothing else and leaves the host program's file descriptors alone
-(`load` and `upscale` import TensorFlow on first use; `niqe` never does); the CLIs hide TensorFlow's
-start-up banner themselves (sr_keras.cli.hide_tensorflow_banner).
+(`load` and `upscale` import TensorFlow on first use; `niqe` never does). Like the CLIs, that first use
+hides TensorFlow's start-up banner (sr_keras.tfbanner: stderr is captured only while TensorFlow
+imports, and everything else written meanwhile is passed on).
 """
 __version__ = "0.2.0"
 

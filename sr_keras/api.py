@@ -8,13 +8,19 @@ Names resolve as for `upscale.py --model` (sr_keras.loading.resolve_model): the 
 saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
 same tiles, grey stays grey, alpha is upscaled with bicubic. A SavedModel folder without model.keras
 is refused, as by upscale.py, unless `trust_model=True` vouches for it (for SavedModels you wrote
-yourself); even then it is checked before any of it runs (sr_keras.model_safety).
+yourself); even then it is checked before any of it runs (sr_keras.model_safety). A `.tflite` file
+(export.py --format tflite) loads as well, and runs through LiteRT after its op list is checked.
+
+TensorFlow is imported on first use, with its start-up banner hidden as the CLIs hide it
+(sr_keras.tfbanner: TF_CPP_MIN_LOG_LEVEL=2 unless set, fd 2 captured only while TensorFlow imports).
 """
 import os
 
 import numpy as np
 
 from sr_keras.loading import resolve_model
+from sr_keras.tfbanner import hide_tensorflow_banner
+from sr_keras.upscaler import Upscaler
 
 _CACHE = {}  # (real path, modification time, trusted) -> Upscaler
 
@@ -23,7 +29,8 @@ def load(name_or_path, trust_model=False):
     """The Upscaler of a model name or path, loaded once per model file.
 
     Args:
-        name_or_path: a model name (e.g. "srresnet_x4"), an export folder or a .keras file.
+        name_or_path: a model name (e.g. "srresnet_x4"), an export folder, a .keras file or a .tflite
+            file; an Upscaler (what load returns) comes back as it is.
         trust_model: vouch for a SavedModel folder without model.keras (refused otherwise); its graph is
             still checked (sr_keras.model_safety). Only for SavedModels you wrote yourself.
 
@@ -33,6 +40,9 @@ def load(name_or_path, trust_model=False):
     Raises:
         sr_keras.errors.UserError: the model cannot be found or loaded, or is refused (one line naming it).
     """
+    if isinstance(name_or_path, Upscaler):
+        return name_or_path
+    hide_tensorflow_banner()
     from sr_keras.inference import load_upscaler
 
     path = resolve_model(name_or_path, "model")
@@ -62,16 +72,19 @@ def _pixels(image):
     return split_alpha(image)
 
 
-def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768, trust_model=False):
+def upscale(image, model="srresnet_x4", tile=None, overlap=16, tile_memory="auto", trust_model=False):
     """Upscale one picture with a trained model, tile by tile as upscale.py does.
 
     Args:
         image: a NumPy array (uint8 HxWx3 RGB or HxW grey, uint8 HxWx4 RGBA or HxWx2 grey + alpha,
             uint16 HxW or HxWx3), an image file path, or a PIL image.
-        model: a model name, an export folder or a .keras file (loaded once, then cached).
-        tile: largest tile side in LR pixels; 0 = the whole picture in one pass.
+        model: a model name, an export folder, a .keras file or a .tflite file (loaded once, then
+            cached), or an upscaler sr_keras.load returned.
+        tile: largest tile side in LR pixels; None = as large as tile_memory allows (a picture that
+            fits runs in one pass, the fastest on a CPU); 0 = the whole picture in one pass.
         overlap: LR pixels of context around each tile (raised to the model's receptive radius).
-        tile_memory: MB one tile's activations may take; tiles shrink to fit (0 = no limit).
+        tile_memory: MB one tile's activations may take; tiles shrink to fit. "auto" = a quarter of the
+            memory left, 256 to 4096 MB (sr_keras.memory.auto_tile_mb); 0 = no limit.
         trust_model: see load().
 
     Returns:
@@ -84,6 +97,6 @@ def upscale(image, model="srresnet_x4", tile=256, overlap=16, tile_memory=768, t
     s = upscaler.scale
     channels = pixels.shape[2:] if alpha is None else ((pixels.shape[2] if pixels.ndim == 3 else 1) + 1,)
     out = np.empty((pixels.shape[0] * s, pixels.shape[1] * s) + channels, pixels.dtype)
-    for row, band in upscale_pixels(upscaler, pixels, alpha, tile, overlap, tile_memory):
+    for row, band in upscale_pixels(upscaler, pixels, alpha, tile, overlap, tile_memory or None):
         out[row:row + band.shape[0]] = band
     return out

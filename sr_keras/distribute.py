@@ -74,39 +74,14 @@ def tf_config_is_chief(tf_config=None):
 
 
 def seed_everything(seed):
-    """Seed Python, NumPy, the backend and Keras, make TF ops deterministic and (single_op_threads) run
-    each op on one thread, so seeded runs repeat bit for bit."""
+    """Seed Python, NumPy, the backend and Keras, and make TF ops deterministic, so seeded runs repeat."""
     if seed is None:
         return
     keras.utils.set_random_seed(seed)
     if backend.is_tensorflow():
         import tensorflow as tf
 
-        single_op_threads(seed)
         tf.config.experimental.enable_op_determinism()
-
-
-def single_op_threads(seed):
-    """With a seed, TensorFlow computes each op on one thread (intra-op parallelism 1; independent ops
-    still run side by side); returns whether it does.
-
-    Op determinism alone does not make a CPU run repeat on a busy machine: oneDNN splits a kernel's sums
-    over the thread count it reads when it builds the kernel, a per-thread value that TensorFlow sets
-    for each oneDNN op it runs (1 for small matrix products, the pool's size otherwise), and an op may
-    build its kernel before setting its own: the split can follow whichever op that thread ran last,
-    i.e. the scheduling. One thread per op leaves no split to vary. It must be set before TensorFlow runs
-    its first op (the training scripts call this first thing); later, with another setting, it cannot
-    change and this returns False.
-    """
-    if seed is None or not backend.is_tensorflow():
-        return False
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow's runtime already started with another setting
-        return False
-    return True
 
 
 def is_multi_worker(strategy):

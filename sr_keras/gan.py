@@ -203,7 +203,7 @@ def load_init_generator(generator, path, config, trust_model=False):
 
     Raises:
         UserError: naming `path`, for a missing or unreadable file, a refused SavedModel, another scale or
-            another architecture.
+            another architecture (its generator.json, where it has one, must equal `config`).
     """
     from sr_keras.loading import load_generator_config, load_keras_model, probe_scale, resolve_checked
 
@@ -241,7 +241,9 @@ def load_init_generator(generator, path, config, trust_model=False):
         named = f"{len(found)} variables, {len(src)} of this run's {len(generator.weights)} weights among them by name"
         raise UserError(f"{flag} {path} has another architecture ({src_config.describe() + '; ' if src_config else ''}"
                         f"{named}) than this run's generator ({config.describe()}); pass the flags it was trained with")
-    if [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]:
+    # generator.json first: a bicubic skip has no weights, so shapes alone pass a network without it
+    if ((src_config is not None and src_config != config)
+            or [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]):
         raise UserError(f"{flag} {path} has another architecture ({src_desc}) than this run's generator "
                         f"({config.describe()}); pass the flags it was trained with")
     generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])

@@ -27,6 +27,8 @@ import numpy as np
 
 from sr_keras.errors import UserError, first_line
 from sr_keras.loading import MAX_SCALE
+from sr_keras.reach import PROBE_REACH
+from sr_keras.upscaler import Upscaler, through_uint8
 
 # TFLite BuiltinOperator codes (tensorflow/compiler/mlir/lite/schema/schema.fbs) of tensor math: no
 # control flow (subgraph calls), no resource or variable ops, no CUSTOM (32, which Flex ops use).
@@ -42,9 +44,9 @@ ALLOWED_OPS = {
     116: "ROUND", 117: "HARD_SWISH", 130: "BROADCAST_TO", 150: "GELU",
 }
 _CUSTOM = 32
-# The widest receptive radius (LR pixels) the impulse probe can see; a model reaching further is
-# tiled with this margin plus the user's overlap.
-_PROBE_RADIUS = 48
+# The widest receptive radius (LR pixels) the impulse probe can see (the SavedModel probe's); a model
+# reaching further is tiled with this margin plus the user's overlap.
+_PROBE_RADIUS = PROBE_REACH
 
 
 class _Table:
@@ -357,8 +359,6 @@ def load_tflite_upscaler(path, flag="--model"):
         UserError: one line naming the file, for an unreadable file, a refused op, or a model that
             is not a uint8 image upscaler.
     """
-    from sr_keras.inference import Upscaler, through_uint8
-
     try:
         with open(path, "rb") as f:
             data = f.read()

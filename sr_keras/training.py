@@ -255,3 +255,21 @@ def finish_run(train, generator_config):
     card = model_card.run_card(train, generator_config, count_trainable(generator), runs.load_state(train.out).epoch,
                                scores)
     model_card.write_card(train.export, card)
+    warning = below_bicubic_warning(scores, train.export)
+    if warning:
+        print(warning)
+    print(f"the exported model and its card: {train.export}")
+
+
+def below_bicubic_warning(scores, export_dir):
+    """The WARNING line a run ends with when its export scores below bicubic on the test images
+    (evaluation.bicubic_vs_model's scores; None: not scored), or None: a model worse than no model
+    otherwise leaves only a negative "gain" in the table for the user to notice."""
+    if not scores:
+        return None
+    (bicubic, _), (model, _) = scores["bicubic"], scores["model"]
+    if model >= bicubic:
+        return None
+    return (f"WARNING: the exported model in {export_dir} scores {bicubic - model:.2f} dB below bicubic on the test "
+            f"images (PSNR-Y {model:.2f} vs {bicubic:.2f}): upscaling with it is worse than bicubic; check the "
+            "architecture flags, the learning rate and the number of steps before using it")

@@ -72,6 +72,37 @@ def test_load_resolves_names_from_anywhere_and_caches_per_model_file(elsewhere, 
     assert api.load("copy_x4") is not copy
 
 
+def test_upscale_takes_the_upscaler_load_returned(elsewhere, photo):
+    up = api.load("demo_x4")
+    assert api.load(up) is up
+    assert np.array_equal(api.upscale(photo, model=up), api.upscale(photo, model="demo_x4"))
+
+
+def test_load_keeps_a_tf_log_level_the_user_set(elsewhere, monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    api.load("demo_x4")
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_the_api_hides_tensorflow_s_start_up_noise_and_passes_the_rest_on(tmp_path):
+    # what a user's script prints: no absl banner, oneDNN or CUDA lines, its own stderr kept
+    code = ("import sys, numpy as np, sr_keras\n"
+            "print('mine before', file=sys.stderr, flush=True)\n"
+            "up = sr_keras.load('srresnet_x2')\n"
+            "out = sr_keras.upscale(np.zeros((10, 12, 3), np.uint8), model=up)\n"
+            "assert out.shape == (20, 24, 3), out.shape\n"
+            "import os; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n"
+            "print('mine after', file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "PYTHONPATH": ROOT},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.strip().splitlines()[-1:]
+    assert proc.stdout.strip() == "2"  # set before TensorFlow was imported, as it was not set
+    for noise in ("cuInit", "cuda_diagnostics", "oneDNN custom operations", "absl::InitializeLog", "cudart_stub"):
+        assert noise not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[0] == "mine before" and "mine after" in proc.stderr
+
+
 def test_bad_inputs_are_refused_clearly(elsewhere, photo):
     from sr_keras.errors import UserError
 

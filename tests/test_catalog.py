@@ -57,6 +57,7 @@ def test_models_of_sr_keras_models_get_a_purpose_from_the_table_the_card_or_its_
                                         "test_split": _scores(30.0, 31.0)})
     _model_folder(tmp_path, "noisy_x4", {"architecture": {"scale": 4},
                                          "training_data": {"degradation": "mild"}})
+    _model_folder(tmp_path, "sharp_x4", {"command": "python train_srgan.py --data mine/"})
     _model_folder(tmp_path, "broken_x3", raw_card="{not json")
     (tmp_path / "plain_x3.keras").write_bytes(b"")
     monkeypatch.setenv("SR_KERAS_MODELS", str(tmp_path))
@@ -69,6 +70,8 @@ def test_models_of_sr_keras_models_get_a_purpose_from_the_table_the_card_or_its_
     assert models["mine_x2"]["score"] == "test split +1.00 dB PSNR-Y over bicubic (31.00 vs 30.00 dB)"
     assert models["noisy_x4"]["purpose"].startswith("degraded pictures (trained on the mild degradation")
     assert models["noisy_x4"]["score"] is None
+    assert models["sharp_x4"]["purpose"].startswith("texture: a GAN")
+    assert models["mine_x2"]["scale"] == 2 and models["sharp_x4"]["scale"] == 4  # the card's, else the name's
     assert models["broken_x3"] == {"name": "broken_x3", "scale": 3, "purpose": "unknown: it has no model card",
                                    "score": None, "path": str(tmp_path / "broken_x3")}
     assert models["plain_x3"]["scale"] == 3 and models["plain_x3"]["score"] is None

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from process_helpers import lines_until
-from sr_keras import inference, models
+from sr_keras import inference, memory, models
 from sr_keras.cli import upscale as upscale_cli
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
@@ -201,6 +201,42 @@ def test_tiles_shrink_to_the_memory_budget():
     assert tile_side(SimpleNamespace(radius=12, act_bytes=1024.0, whole_image=False), 256, 16, 768) == 256
 
 
+def test_the_default_tile_is_as_large_as_the_memory_left_allows(monkeypatch):
+    full = SimpleNamespace(radius=40, act_bytes=4096.0, whole_image=False)  # the report's x4 SRResNet
+    monkeypatch.setattr(memory, "memory_left", lambda: 64 * 2 ** 30)
+    assert memory.auto_tile_mb() == 4096  # a quarter of what is left, at most 4 GiB
+    # the issue's 300x199 photo: 4 x 4096 B x 300 x 199 = 933 MiB fits, so one pass (the old fixed
+    # 256 under 768 MB cut it into 6 tiles of 141 + 2 x 40)
+    assert tile_side(full, None, 16, "auto", (199, 300)) == 0
+    # a larger picture: square tiles as large as 4 GiB allows, sqrt(4096 MiB / 16 KiB) = 512 a side
+    assert tile_side(full, None, 16, "auto", (2000, 3000)) == 512 - 2 * 40
+    assert tile_side(full, 128, 16, "auto", (2000, 3000)) == 128  # an explicit --tile stays the largest
+    monkeypatch.setattr(memory, "memory_left", lambda: 2 * 2 ** 30)  # little left: a quarter of it
+    assert memory.auto_tile_mb() == 512 and tile_side(full, None, 16, "auto", (199, 300)) == 181 - 2 * 40
+    monkeypatch.setattr(memory, "memory_left", lambda: None)
+    assert memory.auto_tile_mb() == memory.FALLBACK_TILE_MB
+    # a model whose activation size is unknown (SavedModel, TFLite) keeps the fixed default side
+    assert tile_side(SimpleNamespace(radius=8, act_bytes=None, whole_image=False), None, 16, "auto") == 256
+
+
+def test_default_tiling_runs_a_picture_that_fits_in_one_call_and_bounds_a_larger_one(tiny, monkeypatch):
+    _, root = tiny
+    up = load_upscaler(root / "m.keras")
+    calls = []
+    run = up._run[np.dtype(np.uint8)]
+    up._run[np.dtype(np.uint8)] = lambda x: calls.append(x.shape[1:3]) or run(x)
+    lr = textured(60, 90)
+    whole = upscale_image(up, lr, tile=0)
+    calls.clear()
+    assert np.array_equal(upscale_image(up, lr), whole) and calls == [(60, 90)]
+    # a budget that holds a 60x60 window at most: smaller tiles, the same pixels
+    monkeypatch.setattr(memory, "memory_left", lambda: 4 * memory.ACT_OVERHEAD * up.act_bytes * 60 * 60)
+    monkeypatch.setattr(memory, "AUTO_TILE_MB", (0, 4096))
+    calls.clear()
+    assert np.array_equal(upscale_image(up, lr), whole)
+    assert len(calls) > 1 and all(h * w <= 60 * 60 for h, w in calls)
+
+
 def _x4_savedmodel(path, batch, serve_fn):
     """A tiny x4 uint8 SavedModel whose signature takes `batch` images per call (None: any number)."""
     import tensorflow as tf
@@ -337,7 +373,7 @@ def test_whole_image_inference_beyond_the_memory_left_is_the_one_line_out_of_mem
     run = up._run[np.dtype(np.uint8)]
     up._run[np.dtype(np.uint8)] = lambda x: calls.append(x.shape) or run(x)
     left = 200 * 2 ** 20
-    monkeypatch.setattr(inference, "memory_left", lambda: left)
+    monkeypatch.setattr(memory, "memory_left", lambda: left)
     need = inference.ACT_OVERHEAD * up.act_bytes * 400 * 300  # 400x300 in one pass
     assert need > left
     with pytest.raises(MemoryError, match=r"one model call on 1 400x300 tile\(s\) needs about .* GiB"):
@@ -357,7 +393,7 @@ def test_whole_image_inference_beyond_the_memory_left_is_the_one_line_out_of_mem
 def test_memory_left_reads_the_address_space_limit(monkeypatch):
     import resource
 
-    mapped = inference.memory_left()
+    mapped = memory.memory_left()
     assert mapped is None or mapped > 0
     monkeypatch.setattr(resource, "getrlimit", lambda which: (2 ** 20, resource.RLIM_INFINITY))  # 1 MiB: spent
-    assert inference.memory_left() == 0
+    assert memory.memory_left() == 0

@@ -63,6 +63,16 @@ def test_upscale_runs_it_through_the_tiler_seamlessly_and_batched_tiles_change_n
     assert np.array_equal(upscale_image(upscaler, img, tile=16, overlap=0, batch=4), whole)
 
 
+def test_the_python_api_takes_a_tflite_path_and_the_upscaler_it_loaded(exported):
+    import sr_keras
+
+    path, _ = exported
+    img = np.random.default_rng(2).integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    want = upscale_image(load_upscaler(path), img, tile=0)
+    assert np.array_equal(sr_keras.upscale(img, model=path), want)
+    assert np.array_equal(sr_keras.upscale(img, model=sr_keras.load(path)), want)
+
+
 def test_a_model_with_flex_file_ops_is_refused_before_it_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

@@ -9,7 +9,7 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from sr_keras import gan, losses, models, runs, training
+from sr_keras import cli, gan, loading, losses, models, runs, training
 from sr_keras.cli import train_srgan
 from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
@@ -179,3 +179,31 @@ def test_select_last_exports_the_last_epoch_without_early_stopping(div2k, init_e
     x = np.random.default_rng(2).random((1, 6, 6, 3), dtype=np.float32)
     exported = keras.saving.load_model(os.path.join(export, "model.keras"), compile=False, safe_mode=True)
     np.testing.assert_allclose(np.asarray(exported(x)), np.asarray(last.generator(x, training=False)), atol=1e-6)
+
+
+def test_preset_demo_exports_under_runs_from_the_shipped_demo_models_architecture():
+    args = cli.resolve_paths(cli.parse_args(train_srgan.build_parser(), ["--preset", "demo"], train_srgan.PRESETS),
+                             "srgan")
+    # the shipped, tracked saved_models/ is only read (the parent), never written
+    assert args.export == os.path.join("runs", "srgan_demo_x4", "export")
+    assert args.init_generator == os.path.join("saved_models", "demo_x4")
+    parent = loading.load_generator_config(loading.resolve_model("demo_x4"))
+    assert cli.generator_config(args, 4, parent) == parent == cli.generator_config(args, 4)
+
+
+def test_init_generator_json_is_compared_before_the_weights_and_a_weights_file_keeps_the_shape_check(tmp_path):
+    skip = GeneratorConfig(4, num_blocks=1, filters=8, bicubic_skip=True)
+    export_model(skip.build(), str(tmp_path / "skip"), skip)
+    plain = GeneratorConfig(4, num_blocks=1, filters=8)  # the same weight shapes: only generator.json tells
+    with pytest.raises(UserError, match=r"another architecture \(--num-blocks 1 --filters 8 --batch-norm "
+                                        r"--bicubic-skip\) than this run's generator \(.*--no-bicubic-skip\)"):
+        gan.load_init_generator(plain.build(), str(tmp_path / "skip"), plain)
+    gan.load_init_generator(skip.build(), str(tmp_path / "skip"), skip)
+    # a .weights.h5 has no generator.json: the run's flags, checked by the shapes
+    weights = str(tmp_path / "g.weights.h5")
+    plain.build().save_weights(weights)
+    assert loading.load_generator_config(weights) is None
+    gan.load_init_generator(plain.build(), weights, plain)
+    wider = GeneratorConfig(4, num_blocks=1, filters=16)
+    with pytest.raises(UserError, match="cannot load these weights into a generator with --num-blocks 1 --filters 16"):
+        gan.load_init_generator(wider.build(), weights, wider)

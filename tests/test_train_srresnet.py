@@ -15,9 +15,10 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from sr_keras import cli, distribute, ema, runs, training
+from sr_keras import cli, distribute, ema, loading, runs, training
 from sr_keras.cli import train_srresnet
 from sr_keras.config import GeneratorConfig
+from sr_keras.errors import UserError
 from sr_keras.export import export_model
 from sr_keras.imresize import downscale
 from sr_keras.models import BicubicUpsample, count_trainable
@@ -165,12 +166,15 @@ def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
         data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False, bicubic_skip=True,
         loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16, augment_p=0.5, epochs=10,
         steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True, out=os.path.join("runs", "demo_x4"),
-        export=os.path.join("saved_models", "demo_x4"))
+        export=os.path.join("runs", "demo_x4", "export"))
     parser = train_srresnet.build_parser()
-    args = cli.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
-                          train_srresnet.PRESETS)
+    args = cli.resolve_paths(cli.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
+                                            train_srresnet.PRESETS), "srresnet")
     assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.lr) == ("samples", 6, 32, False, 1e-3)
     assert (args.epochs, args.bicubic_skip, args.fresh) == (3, False, True)  # a second demo run starts over
+    # the demo exports under runs/: the shipped, tracked saved_models/demo_x4 stays as shipped
+    assert args.export == os.path.join("runs", "demo_x4", "export")
+    assert sorted(args.given_architecture) == ["bicubic_skip"]  # typed on the command line, not the preset's
     assert not cli.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
     assert not cli.parse_args(parser, [], train_srresnet.PRESETS).fresh
     help_text = " ".join(parser.format_help().split())  # as read, whatever the terminal's line wrapping
@@ -276,3 +280,58 @@ def test_init_trunk_and_init_generator_together_are_refused(div2k, tmp_path, cap
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == ("error: --init-trunk and --init-generator both start the generator: "
                                                "give one of them")
+
+
+def test_warm_start_takes_the_parents_architecture_and_refuses_a_contradicting_flag(div2k, tmp_path, capsys):
+    # a bicubic skip and no BatchNorm: this run's defaults would build another network under its weights
+    parent = GeneratorConfig(4, num_blocks=2, filters=8, batch_norm=False, bicubic_skip=True)
+    source = str(tmp_path / "src")
+    export_model(parent.build(), source, parent)
+    argv = ["--track", "bicubic_x4", "--data", div2k, "--out", str(tmp_path / "run"), "--export",
+            str(tmp_path / "model"), "--steps-per-epoch", "1", "--batch-size", "2", "--hr-crop", "32",
+            "--val-images", "1", "--panel-images", "0", "--epochs", "1", "--init-generator", source]
+    for given, refusal in ((["--num-blocks", "4"], "has 2 blocks; --num-blocks 4 contradicts it"),
+                           (["--no-bicubic-skip"], "has a bicubic skip; --no-bicubic-skip contradicts it")):
+        with pytest.raises(SystemExit) as exit_info:
+            train_srresnet.main(argv + given)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith(f"error: --init-generator {source} {refusal}"), err
+        assert not (tmp_path / "run").exists()  # refused before anything was made
+    train_srresnet.main(argv + ["--filters", "8"])  # a flag that agrees with the parent is accepted
+    out = capsys.readouterr().out
+    assert f"generator initialised from {source} (--num-blocks 2 --filters 8 --no-batch-norm --bicubic-skip)" in out
+    with open(tmp_path / "model" / "generator.json") as f:
+        assert GeneratorConfig.from_json(f.read()) == parent
+
+
+def test_a_warm_start_from_a_shipped_model_without_flags_builds_that_model():
+    args = cli.parse_args(train_srresnet.build_parser(), ["--init-generator", "srresnet_x4"])
+    parent = loading.load_generator_config(loading.resolve_model("srresnet_x4"))
+    assert parent.bicubic_skip and cli.generator_config(args, 4) != parent  # the defaults alone: another network
+    assert cli.generator_config(args, 4, parent) == parent
+    with pytest.raises(UserError, match=r"^--init-generator srresnet_x4 is a x4 model but this run trains x2 "):
+        cli.generator_config(args, 2, parent, "--init-generator srresnet_x4")
+
+
+def test_a_run_whose_export_scores_below_bicubic_ends_with_a_warning(div2k, tmp_path, capsys):
+    # an untrained SRResNet without the bicubic skip (the weights cannot move at this rate): far below bicubic
+    train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "1", "--steps-per-epoch", "1", "--lr", "1e-30",
+                                   "--panel-images", "0", "--test-images", "1"))
+    last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert last[0].startswith(f"WARNING: the exported model in {tmp_path / 'model'} scores "), last
+    assert " dB below bicubic on the test images (PSNR-Y " in last[0], last
+    assert last[1] == f"the exported model and its card: {tmp_path / 'model'}"
+    scores = {"bicubic": (25.0, 0.7), "model": (9.8, 0.1)}
+    assert training.below_bicubic_warning(scores, "m").startswith("WARNING: the exported model in m scores 15.20 dB")
+    assert training.below_bicubic_warning({**scores, "model": (25.0, 0.7)}, "m") is None
+    assert training.below_bicubic_warning(None, "m") is None
+
+
+def test_shortened_demo_exports_under_runs_not_over_the_shipped_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the preset's relative folders land here
+    train_srresnet.main(["--preset", "demo", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2"])
+    export = os.path.join("runs", "demo_x4", "export")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"the exported model and its card: {export}"
+    assert (tmp_path / export / "model.keras").is_file() and (tmp_path / export / "model_card.json").is_file()
+    assert not (tmp_path / "saved_models").exists()

@@ -6,10 +6,10 @@ top-level scripts and the console scripts call."""
 import argparse
 import difflib
 import math
-import os
 import re
 import sys
-import tempfile
+
+from sr_keras.tfbanner import hide_tensorflow_banner  # shared with sr_keras.api
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -104,48 +104,6 @@ seed_int = checked(int, lambda v: 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a positive number")  # also refuses nan and inf
 non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
-
-
-# TensorFlow 2.21 writes a start-up banner through absl before TF_CPP_MIN_LOG_LEVEL is read, so no
-# setting hides it (nor the failed-CUDA line of GPU builds on CPU machines); it would bury the one-line
-# errors of the CLIs.
-_BANNER = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                     rb"|I0000 \S+ +\d+ (port\.cc|cudart_stub\.cc|cpu_feature_guard\.cc)"
-                     rb"|E0000 \S+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
-                     rb"|To enable the following instructions)")
-
-
-def hide_tensorflow_banner():
-    """Import TensorFlow with stderr (fd 2) captured and pass on everything except its start-up banner.
-
-    For CLI entry points only, called before anything imports TensorFlow: a library must leave its host
-    program's file descriptors alone. Does nothing when TensorFlow is already imported or stderr has no
-    file descriptor (e.g. under pytest's capture).
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return  # already imported, or another Keras backend (KERAS_BACKEND=jax) that never imports it
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as buf:
-        os.dup2(buf.fileno(), fd)
-        try:
-            import tensorflow
-
-            # list devices now, inside the capture: on a machine without a GPU this is where
-            # TensorFlow logs its failed CUDA initialisation
-            tensorflow.config.list_physical_devices()
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            buf.seek(0)
-            kept = [line for line in buf.read().splitlines(keepends=True) if not _BANNER.match(line)]
-            if kept:
-                os.write(fd, b"".join(kept))
 
 
 # Re-exported so that `from sr_keras.cli import add_common_args` keeps working; last, because the flag

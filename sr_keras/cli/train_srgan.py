@@ -18,8 +18,9 @@ from sr_keras.errors import UserError, cli_entry
 
 # The report's SRGAN schedule (section 4.6); everything else as train_srresnet.py.
 SRGAN_DEFAULTS = dict(lr_decay_epochs=150, patience=50)
-# demo: fine-tunes train_srresnet.py's demo model (same small architecture) on scikit-image photos; a few
-# minutes on a 2-core CPU. It still needs VGG weights: --vgg-weights PATH, or random for a smoke run.
+# demo: fine-tunes the shipped demo model (train_srresnet.py's demo, same small architecture) on scikit-image
+# photos; a few minutes on a 2-core CPU. It exports under runs/: saved_models/ holds only shipped models.
+# It still needs VGG weights: --vgg-weights PATH, or random for a smoke run.
 # esrgan: the paper's GAN stage (section 4.1) from train_srresnet.py --preset rrdb-psnr; its iterations
 # are epochs of 1000 steps (Adam 1e-4 halved after 50k, 100k, 200k, 300k of 400k steps). GAN quality is
 # not validation PSNR, so it exports the last epoch's generator.
@@ -28,7 +29,7 @@ PRESETS = {
                  bicubic_skip=True, init_generator=os.path.join("saved_models", "demo_x4"), hr_crop=96,
                  batch_size=8, augment_p=0.5, epochs=3, steps_per_epoch=20, patience=1000, seed=0,
                  test_images=-1, fresh=True, out=os.path.join("runs", "srgan_demo_x4"),
-                 export=os.path.join("saved_models", "srgan_demo_x4")),
+                 export=os.path.join("runs", "srgan_demo_x4", "export")),
     "esrgan": dict(generator="rrdb", num_blocks=23, filters=64, growth=32, gan="relativistic", discriminator="vgg",
                    content_layer="block5_conv4", content_activation="before", content_criterion="l1",
                    content_scale=1.0, pixel_loss="l1", pixel_weight=1e-2, content_weight=1.0,
@@ -37,7 +38,9 @@ PRESETS = {
                    augment_p=0.5, select="last", init_generator=os.path.join("saved_models", "rrdb_psnr_{track}"),
                    out=os.path.join("runs", "esrgan_{track}"), export=os.path.join("saved_models", "esrgan_{track}")),
 }
-HINTS = {"demo": "python train_srresnet.py --preset demo", "esrgan": "python train_srresnet.py --preset rrdb-psnr"}
+# what to do when a preset's --init-generator is missing (the demo's is shipped; its own run exports under runs/)
+HINTS = {"demo": "run `python train_srresnet.py --preset demo` first and pass --init-generator runs/demo_x4/export",
+         "esrgan": "run `python train_srresnet.py --preset rrdb-psnr` first"}
 # G's and D's loss settings: a resumed run must repeat them (its checkpoint's losses would mean something else)
 LOSS_FLAGS = ("gan", "discriminator", "pixel_loss", "content_input", "content_layer", "content_activation",
               "content_criterion", "content_scale", "pixel_weight", "content_weight", "adversarial_weight")
@@ -103,20 +106,27 @@ def check_crop(hr_crop, scale, discriminator):
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, distribute, loading, training
+    from sr_keras import data, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
     train = cli.train_config(args)
-    distribute.single_op_threads(train.seed)  # before TensorFlow's first op: it cannot change later
-    generator_config = cli.generator_config(args, data.scale_of(train.track))
-    hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
+    parent = None
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
             path = loading.resolve_model(args.init_generator, flag="--init-generator")
         except UserError as e:
-            hint = f"; run `{HINTS[args.preset]}` first" if args.preset in HINTS else ""
+            hint = f"; {HINTS[args.preset]}" if args.preset in HINTS else ""
             raise UserError(f"{e}{hint}") from None
         loading.resolve_checked(path, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
+        parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
+    elif args.init_generator:  # a resumed run's architecture came from the parent too, if it is still there
+        try:
+            parent = loading.load_generator_config(loading.resolve_model(args.init_generator, "--init-generator"))
+        except UserError:
+            pass  # the parent is gone: the flags, which --resume compares with the checkpoint's
+    generator_config = cli.generator_config(args, data.scale_of(train.track), parent,
+                                            f"--init-generator {args.init_generator}")
+    hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
     created = training.check_outputs(train)
     with training.holding_run_folder(train, created):
         _train(args, train, generator_config, hr_size)
@@ -151,7 +161,7 @@ def _train(flags, train, generator_config, hr_size):
         generator = training.make_generator(generator_config)
         if flags.init_generator and not state:
             gan.load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
-            print(f"generator initialised from {flags.init_generator}")
+            print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
         model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=train.lr,
                                         pixel_weight=flags.pixel_weight, content_weight=flags.content_weight,
                                         adversarial_weight=flags.adversarial_weight, jit=train.jit, gan=flags.gan,

@@ -15,11 +15,12 @@ from sr_keras.errors import UserError, cli_entry
 # Learns fast on a 2-core CPU: a small BN-free residual net with a bicubic global skip (it starts at
 # bicubic and only learns the residual) and a 10x higher cosine-decayed learning rate. docs/training.md.
 # fresh: running the demo again starts it over instead of refusing the run folder of the last demo.
+# export: under runs/, so that the demo never overwrites the shipped, tracked saved_models/demo_x4.
 PRESETS = {
     "demo": dict(data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False,
                  bicubic_skip=True, loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16,
                  augment_p=0.5, epochs=10, steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True,
-                 out=os.path.join("runs", "demo_x4"), export=os.path.join("saved_models", "demo_x4")),
+                 out=os.path.join("runs", "demo_x4"), export=os.path.join("runs", "demo_x4", "export")),
     # ESRGAN's PSNR-oriented RRDBNet (section 4.1): L1, Adam 2e-4 halved every 200k of 1M steps (epochs of
     # 1000 steps), HR crop 128, batch 16; the fixed schedule runs to the end (no early stopping)
     "rrdb-psnr": dict(generator="rrdb", num_blocks=23, filters=64, growth=32, loss="l1", lr=2e-4,
@@ -56,19 +57,21 @@ def build_parser():
 @cli_entry
 def main(argv=None):
     cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, distribute, loading, training
+    from sr_keras import data, loading, training
 
     args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
     train = cli.train_config(args)
-    distribute.single_op_threads(train.seed)  # before TensorFlow's first op: it cannot change later
-    generator_config = cli.generator_config(args, data.scale_of(train.track))
-    training.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and args.init_generator:
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
+    parent = None
+    if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
+        path, _ = loading.resolve_checked(args.init_generator, "--init-generator", args.trust_model)
+        parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
+    generator_config = cli.generator_config(args, data.scale_of(train.track), parent,
+                                            f"--init-generator {args.init_generator}")
+    training.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
-    if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
-        loading.resolve_checked(args.init_generator, "--init-generator", args.trust_model)
     created = training.check_outputs(train)
     with training.holding_run_folder(train, created):
         _train(args, train, generator_config)
@@ -102,7 +105,7 @@ def _train(flags, train, generator_config):
             from sr_keras.gan import load_init_generator
 
             load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
-            print(f"generator initialised from {flags.init_generator}")
+            print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
     name = "RRDBNet" if generator_config.arch == "rrdbnet" else "SRResNet"
     print(f"{name} x{generator_config.scale}: {count_trainable(generator):,} trainable parameters; "
           f"run folder {train.out}")

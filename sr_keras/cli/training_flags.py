@@ -13,6 +13,8 @@ from sr_keras.errors import UserError
 # residual blocks; ESRGAN: 23 RRDBs)
 GENERATORS = {"srresnet": "srresnet", "rrdb": "rrdbnet"}
 DEFAULT_BLOCKS = {"srresnet": 16, "rrdb": 23}
+# the flags of GeneratorConfig's fields: a warm start takes those not given from its parent's generator.json
+ARCHITECTURE_FLAGS = ("generator", "num_blocks", "filters", "growth", "batch_norm", "bicubic_skip")
 milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda v: all(0 < m <= INT_MAX for m in v),
                      "comma-separated positive epochs, e.g. 50,100,200,300")
 decay = checked(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), e.g. 0.999")
@@ -128,11 +130,16 @@ def parse_args(parser, argv=None, presets=None):
     """Parse argv; with --preset, the preset's values replace the defaults of flags not given.
 
     argparse only fills a default where the namespace has no value yet, so parsing into a namespace
-    pre-filled with the preset lets every explicitly given flag win.
+    pre-filled with the preset lets every explicitly given flag win. The same trick records which
+    architecture flags the command line gave (namespace.given_architecture): a warm start takes the
+    others from its parent (generator_config).
     """
     namespace = parser.parse_args(argv)
     if getattr(namespace, "preset", None):
         namespace = parser.parse_args(argv, namespace=argparse.Namespace(**presets[namespace.preset]))
+    unset = object()
+    typed = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(ARCHITECTURE_FLAGS, unset)))
+    namespace.given_architecture = frozenset(k for k in ARCHITECTURE_FLAGS if getattr(typed, k) is not unset)
     return namespace
 
 
@@ -153,10 +160,18 @@ def train_config(namespace):
     return TrainConfig(**{name: getattr(namespace, name) for name in names if hasattr(namespace, name)})
 
 
-def generator_config(namespace, scale):
+def generator_config(namespace, scale, parent=None, source="--init-generator"):
     """The config.GeneratorConfig of parsed generator flags (--generator, --num-blocks, --filters,
     --batch-norm, --bicubic-skip, --growth) at `scale`. An RRDBNet has no BatchNorm (--batch-norm is
-    ignored for it) and no bicubic skip (--bicubic-skip is refused)."""
+    ignored for it) and no bicubic skip (--bicubic-skip is refused).
+
+    With `parent` (the GeneratorConfig in a warm start's generator.json), the run is the parent's network:
+    the flags the command line did not give (namespace.given_architecture) come from it, and one it gave
+    that contradicts it is refused, naming the flag and `source` (e.g. "--init-generator srresnet_x4").
+    A default that differs silently built another network (no bicubic skip) under the parent's weights.
+    """
+    if parent is not None:
+        return _inherited(namespace, scale, parent, source)
     generator = getattr(namespace, "generator", "srresnet")
     if generator == "rrdb" and namespace.bicubic_skip:
         raise UserError("--bicubic-skip: --generator rrdb has no bicubic skip (ESRGAN's RRDBNet); drop the flag")
@@ -164,3 +179,44 @@ def generator_config(namespace, scale):
     return GeneratorConfig(scale=scale, arch=GENERATORS[generator], num_blocks=num_blocks,
                            filters=namespace.filters, batch_norm=namespace.batch_norm,
                            bicubic_skip=namespace.bicubic_skip, growth=getattr(namespace, "growth", 32))
+
+
+def _contradictions(namespace, parent):
+    """(flag as given, what the parent has) for each given architecture flag that the parent contradicts."""
+    rrdb = parent.arch == "rrdbnet"
+    given = getattr(namespace, "given_architecture", frozenset())
+    found = []
+    for key in ARCHITECTURE_FLAGS:
+        if key not in given:
+            continue
+        value = getattr(namespace, key)
+        if key == "generator" and GENERATORS[value] != parent.arch:
+            found.append((f"--generator {value}", "is an RRDBNet" if rrdb else "is an SRResNet"))
+        elif key in ("num_blocks", "filters") and value != getattr(parent, key):
+            found.append((f"--{key.replace('_', '-')} {value}",
+                          f"has {getattr(parent, key)} {'blocks' if key == 'num_blocks' else 'filters'}"))
+        elif key == "growth" and rrdb and value != parent.growth:  # an SRResNet has no growth to contradict
+            found.append((f"--growth {value}", f"has growth {parent.growth}"))
+        elif key == "batch_norm" and not rrdb and value != parent.batch_norm:  # --batch-norm is ignored for rrdb
+            found.append(("--batch-norm" if value else "--no-batch-norm",
+                          "has BatchNorm" if parent.batch_norm else "has no BatchNorm"))
+        elif key == "bicubic_skip" and value != parent.bicubic_skip:
+            found.append(("--bicubic-skip" if value else "--no-bicubic-skip",
+                          "has a bicubic skip" if parent.bicubic_skip else "has no bicubic skip"))
+    return found
+
+
+def _inherited(namespace, scale, parent, source):
+    """generator_config of a warm start: the parent's config, once the given flags are checked against it."""
+    if parent.scale != scale:
+        raise UserError(f"{source} is a x{parent.scale} model but this run trains x{scale} (--track "
+                        f"{namespace.track}); use a generator trained on the same scale")
+    found = _contradictions(namespace, parent)
+    if found:
+        flags = ", ".join(flag for flag, _ in found)
+        has = " and ".join(what for _, what in found)
+        raise UserError(f"{source} {has}; {flags} {'contradicts' if len(found) == 1 else 'contradict'} it (a warm "
+                        f"start trains the parent's network, {parent.describe()}, read from its generator.json): "
+                        f"drop {flags}")
+    return parent
+

@@ -14,12 +14,15 @@ status is then 2. An input is never overwritten (a folder upscaled into itself, 
 import os
 import sys
 
-from sr_keras.cli import (ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int,
+from sr_keras.cli import (INT_MAX, ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int,
                           positive_float, positive_int)
 from sr_keras.errors import UserError, cli_entry, one_line
 from sr_keras.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
 
 quality = checked(int, lambda v: 1 <= v <= 100, "an integer in [1, 100]")
+# --tile-memory: MB, or "auto" (sr_keras.memory.auto_tile_mb)
+tile_memory = checked(lambda t: t if t == "auto" else int(t), lambda v: v == "auto" or 0 <= v <= INT_MAX,
+                      "'auto' or an integer >= 0")
 _OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
 
@@ -53,13 +56,14 @@ def parse_args(argv):
     p.add_argument("--skip-existing", action="store_true",
                    help="do not upscale an input whose output exists (outputs are written atomically: one that "
                         "exists is complete)")
-    p.add_argument("--tile", type=non_negative_int, default=256,
-                   help="tile side in LR pixels; 0 = the whole image in one pass")
+    p.add_argument("--tile", type=non_negative_int, default=None,
+                   help="tile side in LR pixels; 0 = the whole image in one pass (default: as large as --tile-memory "
+                        "allows: a picture that fits runs in one pass, the fastest on a CPU)")
     p.add_argument("--tile-overlap", type=non_negative_int, default=16,
                    help="LR pixels of context around each tile (raised to the model's receptive radius when larger)")
-    p.add_argument("--tile-memory", type=non_negative_int, default=768, metavar="MB",
+    p.add_argument("--tile-memory", type=tile_memory, default="auto", metavar="MB",
                    help="largest activation memory of one tile; tiles shrink below --tile to stay within it "
-                        "(0 = no limit)")
+                        "(0 = no limit; auto = a quarter of the memory left, 256 to 4096 MB)")
     p.add_argument("--batch-tiles", type=positive_int, default=1, metavar="N",
                    help="tiles per model call (all of one size; the same pixels as 1): faster on a GPU, N times "
                         "the activation memory of --tile-memory")
