@@ -41,8 +41,9 @@ def build_parser():
                    help="'srresnet', 'srgan' or 'rrdb' (random weights), or a trained model: a model name, an "
                         "--export folder or a .keras file")
     p.add_argument("--trust-model", action="store_true",
-                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
-                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
+                   help="load a SavedModel folder without model.keras (refused otherwise); its graph is still "
+                        "checked against the tensor-math allowlist (docs/reliability.md, Threat model): only for "
+                        "SavedModels you wrote yourself")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4,
                    help="upscaling factor of a random-weight model (a trained model has its own)")
     p.add_argument("--lr-size", type=checked(_size, lambda v: min(v) > 0, "N or WxH with positive sizes"),

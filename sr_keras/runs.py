@@ -7,7 +7,8 @@ over, and the export of its selected generator.
     logs/train, logs/validation          Keras TensorBoard scalars (loss, psnr, ssim, learning_rate)
     logs/images                          validation panels: bicubic-upscaled LR | SR | HR
 
-    run.lock                             "pid N on HOST" while a training process holds the folder (run_lock)
+    run.lock                             "pid N on HOST" while a training process holds the folder (run_lock);
+                                         removed when it ends, left (naming a dead run) only after a crash
 
 Every file is written under a temporary name and renamed into place, and checkpoint.json is replaced
 only once the files it names are complete, so `kill -9` at any moment leaves the last good epoch. A
@@ -141,7 +142,11 @@ def atomic_save_weights(model, path):
                 error = None
             except (OSError, RuntimeError) as e:  # h5py raises either, its message holding HDF5's error stack
                 error = _os_error(e, path)
-            gc.collect()  # the failed file's objects, freed with the exception, now and quietly
+            if error is not None:
+                # the failed file's objects, freed with the exception, now and quietly. Only then: a full
+                # collection mid-fit can free a tf.data iterator whose numpy_function thread waits for the
+                # GIL this thread holds (a deadlock seen once in the test suite)
+                gc.collect()
     finally:
         sys.unraisablehook = hook
     if error is not None:
@@ -255,27 +260,14 @@ def run_lock(out_dir, created=False):
 
     Args:
         out_dir: the run folder (it exists: check it with outputs.check_writable_folder first).
-        created: this run made out_dir: if nothing but the lock file is left in it at the end (the run
-            stopped before writing anything, e.g. on bad data), it is removed again.
+        created: this run made out_dir: if it is empty at the end (the run stopped before writing
+            anything, e.g. on bad data), it is removed again.
 
     Raises:
         UserError: the folder is in use by another run (named by its pid and host), or cannot be locked.
     """
     path = os.path.join(out_dir, LOCK_FILE)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        raise UserError(f"--out {out_dir}: cannot open its lock file {LOCK_FILE} ({e.strerror or e})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "its pid is not written yet"
-        os.close(fd)
-        raise UserError(f"--out {out_dir} is in use by another run ({holder}; {path} is locked): wait for it "
-                        "to end, or choose another --out") from None
-    except OSError as e:
-        os.close(fd)
-        raise UserError(f"--out {out_dir}: cannot lock {path} ({e.strerror or e})") from None
+    fd = _lock_file(out_dir, path)
     try:
         left = os.pread(fd, 256, 0).decode(errors="replace").strip()
         os.ftruncate(fd, 0)
@@ -290,14 +282,42 @@ def run_lock(out_dir, created=False):
         yield
     finally:  # nested: a step that fails skips none of the later ones
         try:
-            os.ftruncate(fd, 0)  # emptied while still held: an empty lock file marks a clean end
+            # removed while still held: a finished run leaves no lock file, and a run that opened the old
+            # file meanwhile sees it unlinked once it gets the lock and opens a new one (_lock_file)
+            os.remove(path)
+        except OSError:
+            os.ftruncate(fd, 0)  # cannot remove: emptied instead, which marks a clean end as well
         finally:
             try:
-                if created and os.listdir(out_dir) == [LOCK_FILE]:
-                    os.remove(path)
+                if created and not os.listdir(out_dir):
                     os.rmdir(out_dir)
             finally:
                 os.close(fd)
+
+
+def _lock_file(out_dir, path):
+    """An open descriptor of out_dir's lock file, exclusively flocked, that is still the file at `path`."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise UserError(f"--out {out_dir}: cannot open its lock file {LOCK_FILE} ({e.strerror or e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "its pid is not written yet"
+            os.close(fd)
+            raise UserError(f"--out {out_dir} is in use by another run ({holder}; {path} is locked): wait for it "
+                            "to end, or choose another --out") from None
+        except OSError as e:
+            os.close(fd)
+            raise UserError(f"--out {out_dir}: cannot lock {path} ({e.strerror or e})") from None
+        try:
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed this file as it finished: lock the next one
 
 
 def stale_temp_files(folder):

@@ -93,7 +93,7 @@ def test_a_folder_held_by_another_process_is_refused_naming_its_pid(tmp_path):
     finally:
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
-    assert (out / runs.LOCK_FILE).read_text() == ""  # released cleanly: no holder written
+    assert not (out / runs.LOCK_FILE).exists()  # released cleanly: a finished run leaves no lock file
 
 
 def test_a_lock_left_by_a_killed_run_is_taken_over_saying_so(tmp_path, capsys):
@@ -132,7 +132,31 @@ def test_a_run_folder_made_for_a_run_that_wrote_nothing_is_removed_again(tmp_pat
     out.mkdir()
     with runs.run_lock(str(out), created=True):
         (out / "checkpoints").mkdir()
-    assert sorted(os.listdir(out)) == ["checkpoints", runs.LOCK_FILE]  # kept: the run wrote something
+    assert sorted(os.listdir(out)) == ["checkpoints"]  # kept: the run wrote something; the lock file is gone
+
+
+def test_a_lock_file_removed_by_a_finishing_run_is_never_the_one_taken(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    path = str(out / runs.LOCK_FILE)
+    real_open, raced = os.open, []
+
+    def open_then_holder_finishes(name, flags, mode=0o777, **kwargs):
+        fd = real_open(name, flags, mode, **kwargs)
+        if name == path and not raced:  # the holder removes the file between this open and the flock
+            raced.append(fd)
+            os.remove(path)
+        return fd
+
+    monkeypatch.setattr(runs.os, "open", open_then_holder_finishes)
+    with runs.run_lock(str(out)):
+        held = os.stat(path).st_ino
+        # a run that locked the unlinked file would not exclude one that opens the new file
+        with pytest.raises(UserError, match="is in use by another run"):
+            with runs.run_lock(str(out)):
+                pass
+        assert os.stat(path).st_ino == held
+    assert len(raced) == 1 and not os.path.exists(path)
 
 
 def test_non_chief_workers_share_the_chiefs_folder_without_its_lock(tmp_path, monkeypatch):
@@ -148,7 +172,7 @@ def test_non_chief_workers_share_the_chiefs_folder_without_its_lock(tmp_path, mo
         with pytest.raises(UserError, match="is in use by another run"):  # a second chief is refused
             with training.holding_run_folder(run_config(out, strategy="multiworker")):
                 pass
-    assert (out / runs.LOCK_FILE).read_text() == ""  # the worker left the chief's release intact
+    assert not (out / runs.LOCK_FILE).exists()  # the worker left the chief's release intact
     assert training.is_chief_worker("default", "")
     assert training.is_chief_worker("multiworker", json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                                              "index": 0}}))
@@ -181,22 +205,21 @@ def test_a_refused_run_leaves_no_export_parent_folder_behind(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("created", [True, False])
-def test_the_lock_is_released_and_its_folder_cleaned_even_when_emptying_it_fails(tmp_path, monkeypatch, created):
+def test_the_lock_is_released_even_when_removing_and_emptying_its_file_fail(tmp_path, monkeypatch, created):
     out = tmp_path / "run"
     out.mkdir()
 
-    def broken_ftruncate(fd, length):
+    def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
     with pytest.raises(OSError, match="Input/output error"):
         with runs.run_lock(str(out), created=created):
-            monkeypatch.setattr(os, "ftruncate", broken_ftruncate)
+            monkeypatch.setattr(os, "remove", broken)
+            monkeypatch.setattr(os, "ftruncate", broken)
     monkeypatch.undo()
-    if created:
-        assert not out.exists()  # the folder made for the run, holding only the lock file, is gone
-    else:
-        with runs.run_lock(str(out)):  # the descriptor was closed: the lock can be taken again at once
-            pass
+    with runs.run_lock(str(out)):  # the descriptor was closed: the lock can be taken again at once
+        pass
+    assert os.listdir(out) == []  # and this clean end removed the file the failed one could not
 
 
 # ------------------------------------------------------------------------------ damaged run folders

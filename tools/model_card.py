@@ -171,7 +171,7 @@ def lineage(parent):
 
 
 def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None, parent=None, compare=None,
-         niqe=False):
+         niqe=False, run_export=None):
     from sr_keras.loading import load_generator_config, load_keras_model
     from sr_keras.model_card import hardware, wall_time_s
     from sr_keras.models import count_trainable
@@ -182,6 +182,12 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None,
     params = count_trainable(load_keras_model(export_dir))
     with open(os.path.join(run_dir, "checkpoints", "checkpoint.json")) as f:
         state = json.load(f)
+    wall = wall_time_s(run_dir)
+    if run_export is not None:  # the run went on after the export the model came from: count up to that export
+        with open(os.path.join(run_export, "model_card.json")) as f:
+            exported = json.load(f)
+        state = {"epoch": exported["epochs_completed"], "best_epoch": exported["epochs_completed"]}
+        wall = exported["wall_time_s"]
     rec = recipe(last_training_command(commands))
     data_source = rec["data"]
     test_source = corpus_dir if corpus_dir is not None else data_source
@@ -198,7 +204,7 @@ def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None,
         "optimizer_steps": state["epoch"] * rec["steps_per_epoch"],
         "batch": rec["batch_size"],
         "hr_crop": rec["hr_crop"],
-        "wall_time_s": wall_time_s(run_dir),
+        "wall_time_s": wall,
         "hardware": hardware(),
         "command": commands[-1] if len(commands) == 1 else commands,
         "commit": commit,
@@ -228,6 +234,9 @@ def main(argv=None):
                              "kept in this card under initialised_from (copy it first if the export replaces it)")
     parser.add_argument("--degrade", default=None, metavar="noise=S,jpeg=Q",
                         help="also score the test photographs with this LR degradation (as evaluate.py --degrade)")
+    parser.add_argument("--run-export", default=None, metavar="DIR",
+                        help="the run's own export the model was made from, when the run went on after it: its "
+                             "card's epochs and wall time are the model's")
     parser.add_argument("--compare", default=None, metavar="MODEL",
                         help="also score this model (a name or export folder) on the test photographs, e.g. a GAN "
                              "model's PSNR-oriented parent")
@@ -241,7 +250,8 @@ def main(argv=None):
     if a.init_card:
         with open(a.init_card) as f:
             parent = json.load(f)
-    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent, a.compare, a.niqe)
+    result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent, a.compare, a.niqe,
+                  a.run_export)
     from sr_keras.model_card import write_card
 
     write_card(a.export, result)

@@ -38,8 +38,9 @@ def parse_args(argv):
     p.add_argument("--list-models", action="store_true",
                    help="list every model a name gives: scale, what it is for, its card's score; then exit")
     p.add_argument("--trust-model", action="store_true",
-                   help="load a SavedModel folder without model.keras even when its graph runs more than tensor "
-                        "math (docs/reliability.md, Security): only for SavedModels you wrote yourself")
+                   help="load a SavedModel folder without model.keras (refused otherwise); its graph is still "
+                        "checked against the tensor-math allowlist (docs/reliability.md, Threat model): only for "
+                        "SavedModels you wrote yourself")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders of images (at least one)")
     p.add_argument("--out", help="output folder (created if missing); or -o")
     p.add_argument("-o", dest="output", metavar="FILE",
