@@ -52,7 +52,8 @@ def test_the_shipped_models_are_listed_with_scale_purpose_and_the_score_of_their
 
 def test_models_of_sr_keras_models_get_a_purpose_from_the_table_the_card_or_its_training(tmp_path, monkeypatch):
     niqe = {"bicubic_extra": {"niqe": 6.5}, "model_extra": {"niqe": 3.25}}
-    _model_folder(tmp_path, "srgan_x4", {"architecture": {"scale": 4}, "test_photographs": _scores(31.0, 29.5, **niqe)})
+    _model_folder(tmp_path, "my_srgan_x4", {"architecture": {"scale": 4},
+                                            "test_photographs": _scores(31.0, 29.5, **niqe)})
     _model_folder(tmp_path, "mine_x2", {"architecture": {"scale": 2}, "purpose": "my  cat\nphotos",
                                         "test_split": _scores(30.0, 31.0)})
     _model_folder(tmp_path, "noisy_x4", {"architecture": {"scale": 4},
@@ -62,10 +63,12 @@ def test_models_of_sr_keras_models_get_a_purpose_from_the_table_the_card_or_its_
     (tmp_path / "plain_x3.keras").write_bytes(b"")
     monkeypatch.setenv("SR_KERAS_MODELS", str(tmp_path))
     models = {m["name"]: m for m in catalog.list_models()}
+    # the shipped GAN model by the table; a user's by its name
     assert models["srgan_x4"]["purpose"] == catalog.PURPOSES["srgan_x4"] and models["srgan_x4"]["purpose"].startswith(
         "texture")
-    assert models["srgan_x4"]["score"] == ("test photos -1.50 dB PSNR-Y over bicubic (29.50 vs 31.00 dB), NIQE 3.25 "
-                                           "(bicubic 6.50, lower = more natural)")
+    assert models["my_srgan_x4"]["purpose"].startswith("texture: a GAN")
+    assert models["my_srgan_x4"]["score"] == ("test photos -1.50 dB PSNR-Y over bicubic (29.50 vs 31.00 dB), NIQE "
+                                              "3.25 (bicubic 6.50, lower = more natural)")
     assert models["mine_x2"]["purpose"] == "my cat photos"  # the card's own words, on one line
     assert models["mine_x2"]["score"] == "test split +1.00 dB PSNR-Y over bicubic (31.00 vs 30.00 dB)"
     assert models["noisy_x4"]["purpose"].startswith("degraded pictures (trained on the mild degradation")
