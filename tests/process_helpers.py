@@ -1,4 +1,4 @@
-"""Helpers for tests that drive a training process (kill -9, resume)."""
+"""Helpers for tests that drive a training process (kill -9, resume) or a command in-process."""
 import queue
 import threading
 import time
@@ -18,3 +18,14 @@ def lines_until(proc, needle, timeout_s=300):
             proc.kill()
             pytest.fail(f"no {needle!r} within {timeout_s}s; last output: {''.join(seen[-20:])}")
     return seen
+
+
+def run_main(main, argv, capsys):
+    """(exit code, stdout, stderr) of a CLI entry point run in this process."""
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
+from process_helpers import run_main
 
 from sr_keras import imageio, models, outputs, tensorboard, upscaling
 from sr_keras.cli import export as export_cli
@@ -36,13 +37,7 @@ def _picture(path, size=(20, 16), seed=0, **save):
 
 
 def run(argv, capsys):
-    code = 0
-    try:
-        upscale.main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(upscale.main, argv, capsys)
 
 
 def _lines(err, prefix):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
-from process_helpers import lines_until
+from process_helpers import lines_until, run_main
 
 from sr_keras import models
 from sr_keras.cli import upscale
@@ -38,13 +38,7 @@ def photo():
 
 
 def run(argv, capsys):
-    code = 0
-    try:
-        upscale.main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(upscale.main, argv, capsys)
 
 
 def test_mixed_folder_keeps_modes_and_skips_bad_files(tmp_path, model_path, photo, capsys):
