@@ -21,6 +21,8 @@ from PIL import Image
 
 from sr_keras.imresize import downscale
 
+pytestmark = pytest.mark.slow  # multi-worker training in local processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 180
 

@@ -14,6 +14,8 @@ from sr_keras.cli import train_srgan, train_srresnet
 from sr_keras.config import GeneratorConfig
 from sr_keras.inference import load_upscaler
 
+pytestmark = pytest.mark.slow  # end-to-end ESRGAN training commands
+
 TINY_RRDB = GeneratorConfig(4, arch="rrdbnet", num_blocks=1, filters=16, growth=8)
 # the smoke command of docs/esrgan.md, plus the size of a test run
 CONTRACT = ["--generator", "rrdb", "--gan", "relativistic", "--discriminator", "vgg", "--ema", "0.9",

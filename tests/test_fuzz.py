@@ -11,12 +11,15 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from sr_keras import imageio, pairing, sources
 from sr_keras.errors import UserError
+
+pytestmark = pytest.mark.slow  # Hypothesis fuzzing of the image readers
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SIDES = st.one_of(st.integers(0, 48), st.integers(0, 2**32 - 1))

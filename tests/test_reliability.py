@@ -28,6 +28,8 @@ from sr_keras.config import GeneratorConfig
 from sr_keras.errors import UserError
 from sr_keras.imresize import downscale
 
+pytestmark = pytest.mark.slow  # training processes killed, resumed and repeated
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--track", "bicubic_x4", "--steps-per-epoch", "2", "--batch-size", "2", "--hr-crop", "48",
         "--val-images", "1", "--panel-images", "0", "--num-blocks", "2", "--filters", "16"]

@@ -8,11 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import skimage.data
 from PIL import Image
 
 from sr_keras import training
 from sr_keras.config import TrainConfig
+
+pytestmark = pytest.mark.slow  # interrupted and resumed training runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = ["--track", "bicubic_x4", "--steps-per-epoch", "3", "--batch-size", "2", "--hr-crop", "48", "--val-images", "2",
