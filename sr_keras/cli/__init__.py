@@ -42,6 +42,12 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*positional, formatter_class=formatter_class, **keywords)
         self._given = []
 
+    @classmethod
+    def from_doc(cls, doc):
+        """A parser whose description is `doc`'s first paragraph and whose epilog (the examples) its last."""
+        paragraphs = doc.split("\n\n")
+        return cls(description=paragraphs[0], epilog=paragraphs[-1])
+
     def parse_known_args(self, argv=None, namespace=None):
         self._given = list(sys.argv[1:] if argv is None else argv)
         return super().parse_known_args(argv, namespace)

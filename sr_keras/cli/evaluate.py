@@ -12,7 +12,7 @@ status is then 2. The work is done by sr_keras.evaluation (pairs, the loop), sr_
 import os
 
 from sr_keras import results
-from sr_keras.cli import ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner, non_negative_int, positive_int
 from sr_keras.errors import UserError, cli_entry
 from sr_keras.outputs import check_writable_folder, removed_if_left_empty
 
@@ -21,7 +21,7 @@ metric_list = checked(results.parse_metrics, bool, "a comma-separated subset of 
 
 
 def parse_args(argv):
-    p = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", default=[], metavar="[NAME=]PATH",
                    help="a model to score (repeatable): a shipped model name (srresnet_x4), a SavedModel folder "
                         "from --export or a .keras file, its row named NAME (default: the name or file stem); "

@@ -10,13 +10,12 @@ Android and in a browser; upscale.py --model FILE.tflite runs it here.
 """
 import os
 
-from sr_keras.cli import ArgumentParser, HelpFormatter, hide_tensorflow_banner
+from sr_keras.cli import ArgumentParser, hide_tensorflow_banner
 from sr_keras.errors import UserError, cli_entry
 
 
 def parse_args(argv):
-    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser.from_doc(__doc__)
     p.add_argument("model", metavar="MODEL",
                    help="a folder written by --export, a .keras file, or a model name (saved_models/ or "
                         "$SR_KERAS_MODELS)")

@@ -10,15 +10,14 @@ take. With A a PSNR-oriented model and B its GAN fine-tuning, alpha moves from s
 import argparse
 import os
 
-from sr_keras.cli import ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner
+from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner
 from sr_keras.errors import UserError, cli_entry
 
 unit_interval = checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
 def parse_args(argv):
-    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser.from_doc(__doc__)
     p.add_argument("a", metavar="A", help="the model at alpha 0: a folder written by --export, a .keras file "
                                           "or a model name (saved_models/ or $SR_KERAS_MODELS)")
     p.add_argument("b", metavar="B", help="the model at alpha 1, the same architecture as A")

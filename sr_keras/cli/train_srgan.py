@@ -50,7 +50,7 @@ def build_parser():
     from sr_keras.gan import DISCRIMINATORS, GAN_TYPES
     from sr_keras.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
 
-    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     cli.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
     cli.add_select_arg(parser)
     add = parser.add_argument

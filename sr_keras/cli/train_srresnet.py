@@ -34,7 +34,7 @@ PRESETS = {
 def build_parser():
     from sr_keras import training  # here: importing it imports TensorFlow
 
-    parser = cli.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     cli.add_common_args(parser, presets=PRESETS, model_name="srresnet")
     parser.add_argument("--loss", choices=tuple(training.PIXEL_LOSSES), default="mse",
                         help="pixel loss (the report: mse; ESRGAN's PSNR-oriented RRDBNet: l1)")

@@ -14,8 +14,8 @@ status is then 2. An input is never overwritten (a folder upscaled into itself, 
 import os
 import sys
 
-from sr_keras.cli import (INT_MAX, ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, non_negative_int,
-                          positive_float, positive_int)
+from sr_keras.cli import (INT_MAX, ArgumentParser, checked, hide_tensorflow_banner, non_negative_int, positive_float,
+                          positive_int)
 from sr_keras.errors import UserError, cli_entry, one_line
 from sr_keras.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
 
@@ -30,7 +30,7 @@ def parse_args(argv):
     from sr_keras.catalog import which_model
 
     intro, example = __doc__.split("\n\n")[0], __doc__.split("\n\n")[-1]
-    p = ArgumentParser(description=intro, epilog=f"{which_model()}\n\n{example}", formatter_class=HelpFormatter,
+    p = ArgumentParser(description=intro, epilog=f"{which_model()}\n\n{example}",
                        usage="%(prog)s --model MODEL [options] INPUT [INPUT ...]\n       %(prog)s --list-models")
     p.add_argument("--model",
                    help="a model name (saved_models/ or $SR_KERAS_MODELS), a folder written by --export, "

@@ -8,7 +8,7 @@ login, so anyone who can reach it can upload pictures and use this machine's pro
 """
 import sys
 
-from sr_keras.cli import ArgumentParser, HelpFormatter, checked, hide_tensorflow_banner, positive_float
+from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner, positive_float
 from sr_keras.errors import UserError, cli_entry
 from sr_keras.web.server import is_loopback
 
@@ -19,8 +19,7 @@ DEFAULT_MEGAPIXELS = 16.0
 
 
 def parse_args(argv):
-    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1],
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser.from_doc(__doc__)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but a loopback address (127.0.0.1, localhost, ::1) opens "
                         "the page to other machines (a warning is printed: it has no login)")
