@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sr_keras.cli import HelpFormatter  # noqa: E402
+from sr_keras.cli.parsing import HelpFormatter  # noqa: E402
 
 KINDS = ("train", "infer", "data")
 

@@ -1,9 +1,9 @@
-"""Training-crop throughput of sr_keras.data.training_dataset (one JSON line on stdout).
+"""Training-crop throughput of sr_keras.data.loaders.training_dataset (one JSON line on stdout).
 
 python -m benchmarks data --data DIR --track bicubic_x4 --batch 8 --hr-crop 180 --steps 60
 The decoding pass (which fills the in-memory cache) and --warmup batches are timed separately.
 --degradation realistic times the LR made from each HR crop (docs/degradations.md).
-With KERAS_BACKEND=jax it times the PyDataset pipeline of machines without TensorFlow (sr_keras.pydata);
+With KERAS_BACKEND=jax it times the PyDataset pipeline of machines without TensorFlow (sr_keras.data.pydata);
 "backend" in the JSON line says which pipeline ran.
 """
 import argparse
@@ -12,8 +12,9 @@ import os
 import sys
 import time
 
-from sr_keras.cli import HelpFormatter, hide_tensorflow_banner, non_negative_int, positive_int
-from sr_keras.errors import cli_entry
+from sr_keras.cli.parsing import HelpFormatter, non_negative_int, positive_int
+from sr_keras.core.errors import cli_entry
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 
 
 @cli_entry
@@ -33,10 +34,10 @@ def main(argv):
 
     import keras
 
-    from sr_keras import data
+    from sr_keras.data import loaders
 
     t0 = time.perf_counter()
-    ds = data.training_dataset(args.data, args.track, batch_size=args.batch, hr_crop=args.hr_crop, seed=args.seed,
+    ds = loaders.training_dataset(args.data, args.track, batch_size=args.batch, hr_crop=args.hr_crop, seed=args.seed,
                                degradation=args.degradation)
     build_s = time.perf_counter() - t0
     it = iter(ds)

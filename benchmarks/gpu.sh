@@ -45,7 +45,7 @@ for batch in $BATCHES; do
     --precision mixed_bfloat16 --jit
 done
 
-# Inference goes through sr_keras.inference (no XLA switch there): whole 512x512 LR image and 256 tiles.
+# Inference goes through sr_keras.infer.inference (no XLA switch there): whole 512x512 LR image and 256 tiles.
 for model in srresnet srgan; do
   for precision in $PRECISIONS; do
     for tile in 0 256; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train-step timing on a GPU machine that has JAX (with CUDA) but no TensorFlow and no network, e.g. a
 # managed H100/H200 image. SRResNet and SRGAN x4, built exactly as the training scripts build them
-# (sr_keras.training.build_srresnet_trainer, sr_keras.gan.build_srgan_trainer; JAX steps are XLA-compiled),
+# (sr_keras.train.loop.build_srresnet_trainer, sr_keras.train.gan.build_srgan_trainer; JAX steps are XLA-compiled),
 # stepped by Keras' fit() on fixed random batches: batch 16 / HR 96 and batch 8 / HR 180, float32 and
 # mixed_bfloat16. One JSON line per run on stdout ({"error": ...} for a failed run, and the sweep goes
 # on); logs on stderr. Run from anywhere:
@@ -62,7 +62,7 @@ import keras
 import numpy as np
 
 from sr_keras import distribute, gan, losses, training
-from sr_keras.config import GeneratorConfig
+from sr_keras.archs.config import GeneratorConfig
 
 model_name, batch, hr, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 steps, warmup = int(sys.argv[5]), int(sys.argv[6])

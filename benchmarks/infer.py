@@ -1,4 +1,4 @@
-"""Upscaling speed and peak memory of sr_keras.inference (the code upscale.py runs), tile by tile.
+"""Upscaling speed and peak memory of sr_keras.infer.inference (the code upscale.py runs), tile by tile.
 
     python -m benchmarks infer --model srresnet --scale 4 --lr-size 256 --tile 128
     python -m benchmarks infer --model srresnet_x4 --lr-size 512x384      # the default tiles, as upscale.py
@@ -19,9 +19,10 @@ import sys
 import tempfile
 import time
 
-from sr_keras.cli import HelpFormatter, checked, hide_tensorflow_banner, non_negative_int, positive_int
+from sr_keras.cli.parsing import HelpFormatter, checked, non_negative_int, positive_int
 from sr_keras.cli.upscale import tile_memory
-from sr_keras.errors import cli_entry
+from sr_keras.core.errors import cli_entry
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 
 
 def _size(text):
@@ -33,7 +34,7 @@ def _size(text):
 
 
 def build_parser():
-    from sr_keras.distribute import PRECISIONS
+    from sr_keras.train.distribute import PRECISIONS
 
     p = argparse.ArgumentParser(prog="python -m benchmarks infer", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
@@ -100,13 +101,13 @@ RANDOM_MODELS = ("srresnet", "srgan", "rrdb")
 
 
 def load(args, tmp):
-    from sr_keras import inference
+    from sr_keras.infer import inference
 
     if args.model not in RANDOM_MODELS:
         return inference.load_upscaler(args.model, "--model", trust_model=args.trust_model)
     import keras
 
-    from sr_keras.config import GeneratorConfig
+    from sr_keras.archs.config import GeneratorConfig
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
@@ -126,7 +127,7 @@ def main(argv):
     import numpy as np
 
     from benchmarks.train import device_name
-    from sr_keras import inference
+    from sr_keras.infer import inference
 
     h, w = args.lr_size
     img = np.random.default_rng(args.seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

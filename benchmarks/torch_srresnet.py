@@ -19,24 +19,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sr_keras import cli  # noqa: E402
-from sr_keras.errors import UserError, cli_entry  # noqa: E402
+from sr_keras.cli import parsing  # noqa: E402
+from sr_keras.core.errors import UserError, cli_entry  # noqa: E402
 
-SCALE = 4  # two x2 pixel-shuffle stages, as sr_keras.models.srresnet(4)
-at_least_one = cli.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step warms up the kernels)")
+SCALE = 4  # two x2 pixel-shuffle stages, as sr_keras.archs.models.srresnet(4)
+at_least_one = parsing.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step warms up the kernels)")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # autocast dtypes, as Keras' policies
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks.torch_srresnet", description=__doc__,
-                                formatter_class=cli.HelpFormatter)
-    p.add_argument("--batch", type=cli.positive_int, default=8, help="batch size")
-    p.add_argument("--hr-crop", type=cli.positive_int, default=180,
+                                formatter_class=parsing.HelpFormatter)
+    p.add_argument("--batch", type=parsing.positive_int, default=8, help="batch size")
+    p.add_argument("--hr-crop", type=parsing.positive_int, default=180,
                    help="HR crop side (rounded down to a multiple of 4)")
-    p.add_argument("--steps", type=cli.positive_int, default=10, help="timed steps")
+    p.add_argument("--steps", type=parsing.positive_int, default=10, help="timed steps")
     p.add_argument("--warmup", type=at_least_one, default=2, help="untimed steps first")
-    p.add_argument("--num-blocks", type=cli.positive_int, default=16, help="residual blocks")
-    p.add_argument("--filters", type=cli.positive_int, default=64, help="feature channels")
+    p.add_argument("--num-blocks", type=parsing.positive_int, default=16, help="residual blocks")
+    p.add_argument("--filters", type=parsing.positive_int, default=64, help="feature channels")
     p.add_argument("--precision", choices=PRECISIONS, default="float32", help="autocast dtype of the forward pass")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda'")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and the random batches")
@@ -44,7 +44,7 @@ def build_parser():
 
 
 def srresnet(torch, num_blocks, filters):
-    """The network of sr_keras.models.srresnet(4) in PyTorch (NCHW)."""
+    """The network of sr_keras.archs.models.srresnet(4) in PyTorch (NCHW)."""
     nn = torch.nn
 
     class Block(nn.Module):

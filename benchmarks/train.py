@@ -8,7 +8,7 @@ training runs.
 
 Prints one JSON line: step_s is the median wall time of the timed steps (after --warmup steps, which
 include tracing and compilation), patches_per_s = batch / step_s. The model is built by
-sr_keras.training.build_srresnet_trainer or sr_keras.gan.build_srgan_trainer, exactly as the training
+sr_keras.train.loop.build_srresnet_trainer or sr_keras.train.gan.build_srgan_trainer, exactly as the training
 scripts build it, and stepped by Keras' fit() over a tf.data pipeline; each timed step ends when its
 loss reaches the host, as it does in training (the NaN guard reads it every step). By default the
 batches are fixed random tensors, so the number is the model's step alone; --data times it fed by the
@@ -22,17 +22,18 @@ import resource
 import sys
 import time
 
-from sr_keras import cli
+from sr_keras.cli import parsing
+from sr_keras.core import tfbanner
 
-cli.hide_tensorflow_banner()
+tfbanner.hide_tensorflow_banner()
 
-from sr_keras.distribute import PRECISIONS, STRATEGIES  # noqa: E402
-from sr_keras.errors import UserError, cli_entry  # noqa: E402
+from sr_keras.core.errors import UserError, cli_entry  # noqa: E402
+from sr_keras.train.distribute import PRECISIONS, STRATEGIES  # noqa: E402
 
 MODELS = ("srresnet", "srgan", "rrdb", "esrgan")
 GAN_MODELS = ("srgan", "esrgan")
 RRDB_MODELS = ("rrdb", "esrgan")
-at_least_one = cli.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step traces the function)")
+at_least_one = parsing.checked(int, lambda v: v >= 1, "an integer >= 1 (the first step traces the function)")
 
 
 def device_name():
@@ -83,21 +84,21 @@ def conv_macs(model, input_shape):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m benchmarks train", description=__doc__,
-                                formatter_class=cli.HelpFormatter)
+                                formatter_class=parsing.HelpFormatter)
     p.add_argument("--model", choices=MODELS, default="srresnet", help="network whose train step is timed")
     p.add_argument("--scale", type=int, choices=(2, 3, 4, 8), default=4, help="upscaling factor")
-    p.add_argument("--batch", type=cli.positive_int, default=8, help="global batch size")
-    p.add_argument("--hr-crop", type=cli.positive_int, default=180,
+    p.add_argument("--batch", type=parsing.positive_int, default=8, help="global batch size")
+    p.add_argument("--hr-crop", type=parsing.positive_int, default=180,
                    help="HR crop side (rounded down to a multiple of --scale)")
-    p.add_argument("--steps", type=cli.positive_int, default=10, help="timed steps")
+    p.add_argument("--steps", type=parsing.positive_int, default=10, help="timed steps")
     p.add_argument("--warmup", type=at_least_one, default=2, help="untimed steps first (tracing, XLA compilation)")
     p.add_argument("--precision", choices=PRECISIONS, default="float32", help="Keras dtype policy")
     p.add_argument("--jit", action="store_true", help="compile the train step with XLA (as training's --jit)")
     p.add_argument("--strategy", choices=STRATEGIES, default="default", help="tf.distribute strategy")
-    p.add_argument("--num-blocks", type=cli.positive_int, default=None,
+    p.add_argument("--num-blocks", type=parsing.positive_int, default=None,
                    help="generator residual blocks or RRDBs (default: 16 for srresnet/srgan, 23 for rrdb/esrgan)")
-    p.add_argument("--filters", type=cli.positive_int, default=64, help="generator feature channels")
-    p.add_argument("--growth", type=cli.positive_int, default=32, help="RRDBNet dense-block growth channels")
+    p.add_argument("--filters", type=parsing.positive_int, default=64, help="generator feature channels")
+    p.add_argument("--growth", type=parsing.positive_int, default=32, help="RRDBNet dense-block growth channels")
     p.add_argument("--vgg-weights", default="random",
                    help="SRGAN content-loss VGG19 weights (timing does not depend on them; 'imagenet' or a path)")
     p.add_argument("--data", default=None,
@@ -122,8 +123,8 @@ def _check(args):
 
 def build_model(args, hr):
     """The compiled model exactly as the training script builds it (call inside the strategy scope)."""
-    from sr_keras import training
-    from sr_keras.config import GeneratorConfig
+    from sr_keras.archs.config import GeneratorConfig
+    from sr_keras.train import loop
 
     rrdb = args.model in RRDB_MODELS
     config = GeneratorConfig(args.scale, arch="rrdbnet" if rrdb else "srresnet",
@@ -131,10 +132,10 @@ def build_model(args, hr):
                              growth=args.growth)
     if args.model not in GAN_MODELS:
         # ESRGAN's PSNR-oriented RRDBNet trains with L1 (train_srresnet.py --preset rrdb-psnr)
-        return training.build_srresnet_trainer(config, loss="l1" if rrdb else "mse", jit=args.jit)
-    from sr_keras import gan, losses
+        return loop.build_srresnet_trainer(config, loss="l1" if rrdb else "mse", jit=args.jit)
+    from sr_keras.train import gan, losses
 
-    generator = training.make_generator(config)
+    generator = loop.make_generator(config)
     if args.model == "esrgan":  # train_srgan.py --preset esrgan's losses and networks
         content = losses.VGGContentLoss(weights=args.vgg_weights, activation="before", criterion="l1", scale=1.0)
         return gan.build_srgan_trainer(generator, hr, content, args.scale, pixel_weight=1e-2, content_weight=1.0,
@@ -152,9 +153,9 @@ def batches(args, hr):
     import tensorflow as tf
 
     if args.data:
-        from sr_keras import data
+        from sr_keras.data import loaders
 
-        return data.training_dataset(args.data, f"bicubic_x{args.scale}", batch_size=args.batch,
+        return loaders.training_dataset(args.data, f"bicubic_x{args.scale}", batch_size=args.batch,
                                      hr_crop=args.hr_crop, seed=args.seed)
     lr = hr // args.scale
     gen = tf.random.Generator.from_seed(args.seed)
@@ -169,7 +170,7 @@ def main(argv):
     import keras
     import numpy as np
 
-    from sr_keras import distribute
+    from sr_keras.train import distribute
 
     keras.utils.set_random_seed(args.seed)
     distribute.set_precision(args.precision)

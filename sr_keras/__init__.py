@@ -8,13 +8,13 @@
 
 Importing the package imports nothing else and leaves the host program's file descriptors alone
 (`load` and `upscale` import TensorFlow on first use; `niqe` never does). Like the CLIs, that first use
-hides TensorFlow's start-up banner (sr_keras.tfbanner: stderr is captured only while TensorFlow
+hides TensorFlow's start-up banner (sr_keras.core.tfbanner: stderr is captured only while TensorFlow
 imports, and everything else written meanwhile is passed on).
 """
 __version__ = "0.2.0"
 
 _API = ("load", "upscale")
-_NUMPY_API = ("niqe",)  # sr_keras.perception: numpy/scipy only, no TensorFlow
+_NUMPY_API = ("niqe",)  # sr_keras.evaluation.perception: numpy/scipy only, no TensorFlow
 _CATALOG_API = ("list_models",)  # sr_keras.catalog: model cards read as JSON, no TensorFlow
 
 
@@ -24,7 +24,7 @@ def __getattr__(name):
 
         return getattr(api, name)
     if name in _NUMPY_API:
-        from sr_keras import perception
+        from sr_keras.evaluation import perception
 
         return getattr(perception, name)
     if name in _CATALOG_API:

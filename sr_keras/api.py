@@ -2,25 +2,25 @@
 
     import sr_keras
     big = sr_keras.upscale(pixels, model="srresnet_x4")    # uint8 HxWx3 in, uint8 (4H)x(4W)x3 out
-    upscaler = sr_keras.load("srresnet_x4")                # sr_keras.inference.Upscaler
+    upscaler = sr_keras.load("srresnet_x4")                # sr_keras.infer.inference.Upscaler
 
-Names resolve as for `upscale.py --model` (sr_keras.loading.resolve_model): the repository's
+Names resolve as for `upscale.py --model` (sr_keras.infer.loading.resolve_model): the repository's
 saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
 same tiles, grey stays grey, alpha is upscaled with bicubic. A SavedModel folder without model.keras
 is refused, as by upscale.py, unless `trust_model=True` vouches for it (for SavedModels you wrote
-yourself); even then it is checked before any of it runs (sr_keras.model_safety). A `.tflite` file
+yourself); even then it is checked before any of it runs (sr_keras.infer.model_safety). A `.tflite` file
 (export.py --format tflite) loads as well, and runs through LiteRT after its op list is checked.
 
 TensorFlow is imported on first use, with its start-up banner hidden as the CLIs hide it
-(sr_keras.tfbanner: TF_CPP_MIN_LOG_LEVEL=2 unless set, fd 2 captured only while TensorFlow imports).
+(sr_keras.core.tfbanner: TF_CPP_MIN_LOG_LEVEL=2 unless set, fd 2 captured only while TensorFlow imports).
 """
 import os
 
 import numpy as np
 
-from sr_keras.loading import resolve_model
-from sr_keras.tfbanner import hide_tensorflow_banner
-from sr_keras.upscaler import Upscaler
+from sr_keras.core.tfbanner import hide_tensorflow_banner
+from sr_keras.infer.loading import resolve_model
+from sr_keras.infer.upscaler import Upscaler
 
 _CACHE = {}  # (real path, modification time, trusted) -> Upscaler
 
@@ -32,18 +32,18 @@ def load(name_or_path, trust_model=False):
         name_or_path: a model name (e.g. "srresnet_x4"), an export folder, a .keras file or a .tflite
             file; an Upscaler (what load returns) comes back as it is.
         trust_model: vouch for a SavedModel folder without model.keras (refused otherwise); its graph is
-            still checked (sr_keras.model_safety). Only for SavedModels you wrote yourself.
+            still checked (sr_keras.infer.model_safety). Only for SavedModels you wrote yourself.
 
     Returns:
-        sr_keras.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.
+        sr_keras.infer.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.
 
     Raises:
-        sr_keras.errors.UserError: the model cannot be found or loaded, or is refused (one line naming it).
+        sr_keras.core.errors.UserError: the model cannot be found or loaded, or is refused (one line naming it).
     """
     if isinstance(name_or_path, Upscaler):
         return name_or_path
     hide_tensorflow_banner()
-    from sr_keras.inference import load_upscaler
+    from sr_keras.infer.inference import load_upscaler
 
     path = resolve_model(name_or_path, "model")
     # a re-export replaces the folder (a new modification time), so it is loaded again
@@ -57,8 +57,8 @@ def _pixels(image):
     """(pixels, alpha) of an array, a path or a Pillow image, as upscale.py reads a file."""
     from PIL import Image
 
-    from sr_keras.imageio import read_image
-    from sr_keras.upscaling import split_alpha
+    from sr_keras.core.imageio import read_image
+    from sr_keras.infer.pictures import split_alpha
 
     if isinstance(image, (str, os.PathLike)):
         pixels, alpha, _ = read_image(image)
@@ -84,13 +84,13 @@ def upscale(image, model="srresnet_x4", tile=None, overlap=16, tile_memory="auto
             fits runs in one pass, the fastest on a CPU); 0 = the whole picture in one pass.
         overlap: LR pixels of context around each tile (raised to the model's receptive radius).
         tile_memory: MB one tile's activations may take; tiles shrink to fit. "auto" = a quarter of the
-            memory left, 256 to 4096 MB (sr_keras.memory.auto_tile_mb); 0 = no limit.
+            memory left, 256 to 4096 MB (sr_keras.infer.memory.auto_tile_mb); 0 = no limit.
         trust_model: see load().
 
     Returns:
         np.ndarray: the picture s times larger, same dtype and channels as the input.
     """
-    from sr_keras.upscaling import upscale_pixels
+    from sr_keras.infer.pictures import upscale_pixels
 
     upscaler = load(model, trust_model)
     pixels, alpha = _pixels(image)

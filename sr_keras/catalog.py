@@ -11,8 +11,8 @@ import json
 import os
 import re
 
-from sr_keras.loading import CONFIG_FILE, known_models
-from sr_keras.model_card import CARD_FILE
+from sr_keras.exports.model_card import CARD_FILE
+from sr_keras.infer.loading import CONFIG_FILE, known_models
 
 PURPOSES = {
     "srresnet_x2": "clean or downscaled pictures (resized photos, renders, screenshots)",

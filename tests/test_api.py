@@ -104,7 +104,7 @@ def test_the_api_hides_tensorflow_s_start_up_noise_and_passes_the_rest_on(tmp_pa
 
 
 def test_bad_inputs_are_refused_clearly(elsewhere, photo):
-    from sr_keras.errors import UserError
+    from sr_keras.core.errors import UserError
 
     with pytest.raises(UserError, match=r"^model 'srresnet_x5' not found.*known names: .*demo_x4"):
         api.upscale(photo, model="srresnet_x5")

@@ -22,11 +22,15 @@ import skimage.data
 from PIL import Image
 
 from benchmarks import data as bench_data
-from sr_keras import callbacks, data, export, gan, inference, models, runs
+from sr_keras.archs import models
+from sr_keras.archs.config import GeneratorConfig
 from sr_keras.cli import train_srgan, train_srresnet, upscale
-from sr_keras.config import GeneratorConfig
-from sr_keras.errors import UserError
-from sr_keras.imresize import downscale
+from sr_keras.core.errors import UserError
+from sr_keras.data import loaders
+from sr_keras.data.imresize import downscale
+from sr_keras.exports import savedmodel
+from sr_keras.infer import inference
+from sr_keras.train import callbacks, gan, runs
 
 pytestmark = pytest.mark.slow  # training processes killed, resumed and repeated
 
@@ -159,11 +163,11 @@ def test_non_rgb_training_images_are_converted_and_reported_once_per_source(div2
         (im.quantize(32) if mode == "P" else im.convert(mode)).save(path)
     grey16 = np.asarray(Image.open(os.path.join(root, "DIV2K_valid_HR", "0851.png")).convert("L"))
     Image.fromarray(grey16.astype(np.uint16) * 257).save(os.path.join(root, "DIV2K_valid_HR", "0851.png"))
-    train = data.training_dataset(root, "bicubic_x4", batch_size=2, hr_crop=48, seed=0)
+    train = loaders.training_dataset(root, "bicubic_x4", batch_size=2, hr_crop=48, seed=0)
     lr, hr = next(iter(train))
     assert lr.shape == (2, 12, 12, 3) and hr.shape == (2, 48, 48, 3)
     for split in ("validation", "test"):
-        [(lr, hr)] = list(data.eval_dataset(root, "bicubic_x4", split))
+        [(lr, hr)] = list(loaders.eval_dataset(root, "bicubic_x4", split))
         assert hr.shape[-1] == 3
     # the 16-bit grey test image decodes to its 8-bit levels, replicated to RGB
     np.testing.assert_array_equal(np.round(hr[0].numpy() * 255).astype(np.uint8), np.dstack([grey16] * 3))
@@ -294,7 +298,7 @@ def test_a_crash_while_exporting_keeps_the_previous_export(tmp_path, monkeypatch
     dest = str(tmp_path / "model")
     keras.utils.set_random_seed(0)
     config = GeneratorConfig(4, num_blocks=1, filters=8)
-    export.export_model(config.build(), dest, config)
+    savedmodel.export_model(config.build(), dest, config)
     before = _digest(dest)
 
     def crash(self, *args, **kwargs):  # the SavedModel is written; the process dies writing model.keras
@@ -302,7 +306,7 @@ def test_a_crash_while_exporting_keeps_the_previous_export(tmp_path, monkeypatch
 
     monkeypatch.setattr(keras.Model, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        export.export_model(config.build(), dest, config)
+        savedmodel.export_model(config.build(), dest, config)
     assert _digest(dest) == before and sorted(os.listdir(tmp_path)) == ["model"]
     monkeypatch.undo()
     assert inference.load_upscaler(dest).scale == 4
@@ -363,7 +367,7 @@ def test_exports_load_in_safe_mode_and_code_in_a_model_file_is_refused(tmp_path)
     keras.utils.set_random_seed(0)
     config = GeneratorConfig(4, num_blocks=1, filters=8)
     generator = config.build()
-    export.export_model(generator, str(tmp_path / "model"), config)
+    savedmodel.export_model(generator, str(tmp_path / "model"), config)
     loaded = keras.saving.load_model(str(tmp_path / "model" / "model.keras"), compile=False, safe_mode=True)
     x = np.random.default_rng(0).random((1, 6, 6, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(generator(x)), atol=1e-6)

@@ -13,9 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sr_keras import corpus  # noqa: E402
-from sr_keras.cli import HelpFormatter  # noqa: E402
-from sr_keras.errors import cli_entry  # noqa: E402
+from sr_keras.cli.parsing import HelpFormatter  # noqa: E402
+from sr_keras.core.errors import cli_entry  # noqa: E402
+from sr_keras.data import corpus  # noqa: E402
 
 
 def _scales(text):

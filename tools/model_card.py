@@ -21,8 +21,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sr_keras.cli import HelpFormatter  # noqa: E402
-from sr_keras.errors import UserError, cli_entry  # noqa: E402
+from sr_keras.cli.parsing import HelpFormatter  # noqa: E402
+from sr_keras.core.errors import UserError, cli_entry  # noqa: E402
 
 # SRResNet's trainable parameters in the report's Table 1.
 TABLE1 = {2: 1_401_749, 3: 1_586_389, 4: 1_549_462}
@@ -77,9 +77,10 @@ def test_scores(export_dir, source, track, scale, degrade=None, compare=None, ni
     also NIQE of every whole output and of the HR photo itself (lower = more natural)."""
     import numpy as np
 
-    from sr_keras import data, metrics
-    from sr_keras.imresize import upscale_bicubic
-    from sr_keras.inference import load_upscaler, upscale_image
+    from sr_keras.data import loaders
+    from sr_keras.data.imresize import upscale_bicubic
+    from sr_keras.evaluation import metrics
+    from sr_keras.infer.inference import load_upscaler, upscale_image
 
     upscalers = {"model": load_upscaler(export_dir)}
     if compare is not None:
@@ -87,10 +88,10 @@ def test_scores(export_dir, source, track, scale, degrade=None, compare=None, ni
     labels = ("bicubic", *upscalers)
     keys = ("psnr_y", "ssim_y", "niqe") if niqe else ("psnr_y", "ssim_y")
     if niqe:
-        from sr_keras.perception import niqe as niqe_of
+        from sr_keras.evaluation.perception import niqe as niqe_of
     rows = []
-    names = data.eval_names(source, track, "test")
-    for name, (lr, hr) in zip(names, data.eval_dataset(source, track, "test")):
+    names = loaders.eval_names(source, track, "test")
+    for name, (lr, hr) in zip(names, loaders.eval_dataset(source, track, "test")):
         lr, hr = metrics.to_uint8(lr[0].numpy()), metrics.to_uint8(hr[0].numpy())
         if degrade is not None:
             lr = degrade.apply(lr, name)
@@ -123,10 +124,10 @@ def training_degradation(rec):
     """How the run made its training LR."""
     name = rec.get("degradation", "bicubic")
     if name != "bicubic":
-        from sr_keras.degradations import resolve
+        from sr_keras.data.degradations import resolve
 
         return {"name": name, "description": "made from each HR crop on the fly by "
-                "sr_keras.degradations (random blur, resize kernel, Gaussian/Poisson noise, JPEG, optional "
+                "sr_keras.data.degradations (random blur, resize kernel, Gaussian/Poisson noise, JPEG, optional "
                 f"second round), preset {name}; docs/degradations.md", "parameters": resolve(name).to_dict()}
     return "bicubic (Pillow, MATLAB-style antialiased) x1/scale of each HR crop"
 
@@ -134,7 +135,7 @@ def training_degradation(rec):
 def training_data(corpus_dir, source):
     """What the model trained on: the corpus manifest (with checksums), or scikit-image's samples."""
     if corpus_dir is None:
-        from sr_keras.sources import SAMPLE_SPLITS
+        from sr_keras.data.sources import SAMPLE_SPLITS
 
         if source != "samples":
             raise UserError(f"--corpus is required for a run on {source!r}")
@@ -172,9 +173,9 @@ def lineage(parent):
 
 def card(export_dir, run_dir, corpus_dir, commands, commit, notes, degrade=None, parent=None, compare=None,
          niqe=False, run_export=None):
-    from sr_keras.loading import load_generator_config, load_keras_model
-    from sr_keras.model_card import hardware, wall_time_s
-    from sr_keras.models import count_trainable
+    from sr_keras.archs.models import count_trainable
+    from sr_keras.exports.model_card import hardware, wall_time_s
+    from sr_keras.infer.loading import load_generator_config, load_keras_model
 
     config = load_generator_config(export_dir)
     if config is None:
@@ -243,7 +244,7 @@ def main(argv=None):
     parser.add_argument("--niqe", action="store_true",
                         help="also score NIQE (of every output and of the HR photographs); GAN cards need it")
     a = parser.parse_args(argv)
-    from sr_keras.degradations import parse_degrade
+    from sr_keras.data.degradations import parse_degrade
 
     degrade = parse_degrade(a.degrade) if a.degrade else None
     parent = None
@@ -252,7 +253,7 @@ def main(argv=None):
             parent = json.load(f)
     result = card(a.export, a.run, a.corpus, a.command, a.commit, a.notes, degrade, parent, a.compare, a.niqe,
                   a.run_export)
-    from sr_keras.model_card import write_card
+    from sr_keras.exports.model_card import write_card
 
     write_card(a.export, result)
     t = result["test_photographs"]

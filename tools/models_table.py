@@ -15,8 +15,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sr_keras.cli import HelpFormatter  # noqa: E402
-from sr_keras.errors import UserError, cli_entry  # noqa: E402
+from sr_keras.cli.parsing import HelpFormatter  # noqa: E402
+from sr_keras.core.errors import UserError, cli_entry  # noqa: E402
 
 START, END = "<!-- models-table -->", "<!-- /models-table -->"
 

@@ -1,20 +1,21 @@
 """Score SR models against bicubic on DIV2K or a folder of photographs (PSNR/SSIM on Y as Table 2, NIQE).
 
-Convention (sr_keras.metrics): Y of BT.601 from uint8 RGB, `scale` border pixels cropped, PSNR with
+Convention (sr_keras.evaluation.metrics): Y of BT.601 from uint8 RGB, `scale` border pixels cropped, PSNR with
 data range 255, SSIM with an 11x11 Gaussian window (sigma 1.5); model outputs are rounded and clipped
-to uint8 before scoring. NIQE (sr_keras.perception, the MATLAB release's) of each whole output and of
+to uint8 before scoring. NIQE (sr_keras.evaluation.perception, the MATLAB release's) of each whole output and of
 the HR images themselves (their own row), blank below 96x96 pixels. Writes results.json/.csv/.md,
 per_image.csv, perception_distortion.png and figures/ under --out (checked for writability first).
 An image a model cannot take is named and left out of every row, the rest is scored, and the exit
-status is then 2. The work is done by sr_keras.evaluation (pairs, the loop), sr_keras.results
-(scores, result files) and sr_keras.figures.
+status is then 2. The work is done by sr_keras.evaluation.benchmark (pairs, the loop), sr_keras.evaluation.results
+(scores, result files) and sr_keras.evaluation.figures.
 """
 import os
 
-from sr_keras import results
-from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner, non_negative_int, positive_int
-from sr_keras.errors import UserError, cli_entry
-from sr_keras.outputs import check_writable_folder, removed_if_left_empty
+from sr_keras.cli.parsing import ArgumentParser, checked, non_negative_int, positive_int
+from sr_keras.core.errors import UserError, cli_entry
+from sr_keras.core.outputs import check_writable_folder, removed_if_left_empty
+from sr_keras.core.tfbanner import hide_tensorflow_banner
+from sr_keras.evaluation import results
 
 figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
 metric_list = checked(results.parse_metrics, bool, "a comma-separated subset of " + ",".join(results.METRICS))
@@ -83,26 +84,26 @@ def _evaluate(flags):
     for run in flags.logs:
         if not os.path.isdir(run):
             raise UserError(f"--logs '{run}' is not a folder: give a training run folder (its --out)")
-    from sr_keras import degradations
+    from sr_keras.data import degradations
 
     degrade = None if flags.degrade is None else degradations.parse_degrade(flags.degrade)
     hide_tensorflow_banner()
-    from sr_keras import evaluation
+    from sr_keras.evaluation import benchmark
 
-    models = evaluation.parse_models(flags.model)
+    models = benchmark.parse_models(flags.model)
     if flags.hr_dir is not None:
         if any("{track}" in path for _, path in models):
             raise UserError("{track} in a --model path needs DIV2K mode (--data/--track), not --hr-dir")
-        tracks = [evaluation.FolderTrack(flags.hr_dir, flags.lr_dir, flags.scale)]
+        tracks = [benchmark.FolderTrack(flags.hr_dir, flags.lr_dir, flags.scale)]
     else:
-        names = evaluation.REPORT_TRACKS if flags.track == "all" else (flags.track,)
-        tracks = [evaluation.Div2kTrack(flags.data.replace("{track}", t), t, flags.split) for t in names]
-    options = evaluation.Options(protocol=flags.protocol, figures=flags.figures, tile=flags.tile,
+        names = benchmark.REPORT_TRACKS if flags.track == "all" else (flags.track,)
+        tracks = [benchmark.Div2kTrack(flags.data.replace("{track}", t), t, flags.split) for t in names]
+    options = benchmark.Options(protocol=flags.protocol, figures=flags.figures, tile=flags.tile,
                                  tile_overlap=flags.tile_overlap, degrade=degrade, trust_model=flags.trust_model,
                                  metrics=flags.metrics)
-    md, failed = evaluation.evaluate(tracks, models, flags.out, options, logs=flags.logs)
+    md, failed = benchmark.evaluate(tracks, models, flags.out, options, logs=flags.logs)
     print(md, end="")
-    plot = f", {evaluation.PD_FIGURE}" if os.path.exists(os.path.join(flags.out, evaluation.PD_FIGURE)) else ""
+    plot = f", {benchmark.PD_FIGURE}" if os.path.exists(os.path.join(flags.out, benchmark.PD_FIGURE)) else ""
     print(f"results in {flags.out}/ (results.json, results.csv, results.md, per_image.csv{plot}, figures/)")
     if failed:
         shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")

@@ -10,8 +10,9 @@ Android and in a browser; upscale.py --model FILE.tflite runs it here.
 """
 import os
 
-from sr_keras.cli import ArgumentParser, hide_tensorflow_banner
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.cli.parsing import ArgumentParser
+from sr_keras.core.errors import UserError, cli_entry
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 
 
 def parse_args(argv):
@@ -52,12 +53,12 @@ def check_replaceable(out, suggestion):
 def check_out(out, fmt):
     """Refuse an --out that cannot take the .tflite file or the export folder, before loading the model
     and the (slow) conversion: one line naming --out as given."""
-    from sr_keras.outputs import check_writable_parent
+    from sr_keras.core.outputs import check_writable_parent
 
     if fmt == "tflite" and os.path.isdir(out):
         raise UserError(f"--out '{out}' is a folder: give a file path such as model.tflite")
     if fmt == "savedmodel":
-        from sr_keras.export import check_export_dir  # imports TensorFlow: the banner is hidden by now
+        from sr_keras.exports.savedmodel import check_export_dir  # imports TensorFlow: the banner is hidden by now
 
         check_export_dir(out, "--out")
     check_writable_parent(out, "--out", keep_folders=fmt == "tflite")  # export_model makes its own
@@ -66,7 +67,7 @@ def check_out(out, fmt):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    from sr_keras.loading import resolve_model
+    from sr_keras.infer.loading import resolve_model
 
     path = resolve_model(args.model, "MODEL")
     out = args.out or default_out(args.model, args.format, args.fp16)
@@ -75,19 +76,19 @@ def main(argv=None):
     else:
         check_replaceable(out, default_out(args.model, args.format, args.fp16))
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
-    from sr_keras.export import export_model
-    from sr_keras.loading import load_keras_model
+    from sr_keras.exports.savedmodel import export_model
+    from sr_keras.infer.loading import load_keras_model
 
     if args.format == "savedmodel":
         check_out(out, args.format)
     model = load_keras_model(path, "MODEL")
     if args.format == "tflite":
-        from sr_keras.tflite import export_tflite
+        from sr_keras.exports.tflite import export_tflite
 
         export_tflite(model, out, fp16=args.fp16)
         print(f"wrote {out} ({os.path.getsize(out) / 2 ** 20:.2f} MB, uint8 images in and out, any size"
               f"{', float16 weights' if args.fp16 else ''})")
     else:
-        from sr_keras.interpolation import export_config
+        from sr_keras.exports.interpolation import export_config
 
         print(f"wrote {export_model(model, out, export_config(path, model, 'MODEL', args.model, label='MODEL '))}")

@@ -10,8 +10,9 @@ take. With A a PSNR-oriented model and B its GAN fine-tuning, alpha moves from s
 import argparse
 import os
 
-from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.cli.parsing import ArgumentParser, checked
+from sr_keras.core.errors import UserError, cli_entry
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 
 unit_interval = checked(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
@@ -31,8 +32,8 @@ def parse_args(argv):
 def check_out(out):
     """Refuse an --out that export_model would refuse or could not write, before the (slow) loading of A
     and B."""
-    from sr_keras.export import is_export
-    from sr_keras.outputs import check_writable_parent
+    from sr_keras.core.outputs import check_writable_parent
+    from sr_keras.exports.savedmodel import is_export
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"--out '{out}' is a file, not a folder: give a new or empty folder, or a previous export")
@@ -45,14 +46,14 @@ def check_out(out):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    from sr_keras.loading import resolve_model
+    from sr_keras.infer.loading import resolve_model
 
     path_a, path_b = resolve_model(args.a, "A"), resolve_model(args.b, "B")
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     check_out(args.out)
-    from sr_keras.export import export_model
-    from sr_keras.interpolation import check_same_architecture, export_config, interpolate
-    from sr_keras.loading import load_keras_model
+    from sr_keras.exports.interpolation import check_same_architecture, export_config, interpolate
+    from sr_keras.exports.savedmodel import export_model
+    from sr_keras.infer.loading import load_keras_model
 
     model_a, model_b = load_keras_model(path_a, "A"), load_keras_model(path_b, "B")
     check_same_architecture(model_a, model_b, args.a, args.b)

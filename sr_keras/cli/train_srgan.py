@@ -13,8 +13,9 @@ docs/esrgan.md describes the ESRGAN options and its two-stage recipe.
 """
 import os
 
-from sr_keras import cli
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.cli import parsing, training_flags
+from sr_keras.core import tfbanner
+from sr_keras.core.errors import UserError, cli_entry
 
 # The report's SRGAN schedule (section 4.6); everything else as train_srresnet.py.
 SRGAN_DEFAULTS = dict(lr_decay_epochs=150, patience=50)
@@ -47,12 +48,12 @@ LOSS_FLAGS = ("gan", "discriminator", "pixel_loss", "content_input", "content_la
 
 
 def build_parser():
-    from sr_keras.gan import DISCRIMINATORS, GAN_TYPES
-    from sr_keras.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
+    from sr_keras.train.gan import DISCRIMINATORS, GAN_TYPES
+    from sr_keras.train.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
 
-    parser = cli.ArgumentParser(description=__doc__)
-    cli.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
-    cli.add_select_arg(parser)
+    parser = parsing.ArgumentParser(description=__doc__)
+    training_flags.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
+    training_flags.add_select_arg(parser)
     add = parser.add_argument
     add("--init-generator", default=None, metavar="PATH",
         help="start G from a train_srresnet.py export folder (its model.keras), a .keras, a SavedModel folder "
@@ -78,22 +79,22 @@ def build_parser():
         help="features after the layer's ReLU (SRGAN) or before it (ESRGAN; a conv layer)")
     add("--content-criterion", choices=CONTENT_CRITERIA, default="mse",
         help="feature distance: mse (SRGAN) or l1 (ESRGAN's code)")
-    add("--content-scale", type=cli.non_negative_float, default=0.006,
+    add("--content-scale", type=parsing.non_negative_float, default=0.006,
         help="factor on the feature distance (the report's code; finite, >= 0)")
     add("--pixel-loss", choices=tuple(PIXEL_LOSSES), default="mse", help="pixel loss: mse (SRGAN) or l1 (ESRGAN)")
-    add("--pixel-weight", type=cli.non_negative_float, default=2.0,
+    add("--pixel-weight", type=parsing.non_negative_float, default=2.0,
         help="weight of the pixel loss in G's loss (finite, >= 0)")
-    add("--content-weight", type=cli.non_negative_float, default=1.0,
+    add("--content-weight", type=parsing.non_negative_float, default=1.0,
         help="weight of the content loss in G's loss (finite, >= 0)")
-    add("--adversarial-weight", type=cli.non_negative_float, default=0.005,
+    add("--adversarial-weight", type=parsing.non_negative_float, default=0.005,
         help="weight of the adversarial loss in G's loss (finite, >= 0)")
     return parser
 
 
 def check_crop(hr_crop, scale, discriminator):
     """The HR crop side the discriminator sees (the pipeline rounds --hr-crop down to a multiple of the scale).
-    It is at least 16 pixels, the report discriminator's least, as training.check_hr_crop's minimum is."""
-    from sr_keras.training import check_hr_crop
+    It is at least 16 pixels, the report discriminator's least, as loop.check_hr_crop's minimum is."""
+    from sr_keras.train.loop import check_hr_crop
 
     hr_size = check_hr_crop(hr_crop, scale)
     if discriminator == "vgg" and hr_size % 32:
@@ -105,11 +106,13 @@ def check_crop(hr_crop, scale, discriminator):
 
 @cli_entry
 def main(argv=None):
-    cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, loading, training
+    tfbanner.hide_tensorflow_banner()  # before anything imports TensorFlow
+    from sr_keras.data import loaders
+    from sr_keras.infer import loading
+    from sr_keras.train import loop
 
-    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srgan")
-    train = cli.train_config(args)
+    args = training_flags.resolve_paths(training_flags.parse_args(build_parser(), argv, PRESETS), "srgan")
+    train = training_flags.train_config(args)
     parent = None
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
@@ -124,18 +127,18 @@ def main(argv=None):
             parent = loading.load_generator_config(loading.resolve_model(args.init_generator, "--init-generator"))
         except UserError:
             pass  # the parent is gone: the flags, which --resume compares with the checkpoint's
-    generator_config = cli.generator_config(args, data.scale_of(train.track), parent,
+    generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                             f"--init-generator {args.init_generator}")
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
-    created = training.check_outputs(train)
-    with training.holding_run_folder(train, created):
+    created = loop.check_outputs(train)
+    with loop.holding_run_folder(train, created):
         _train(args, train, generator_config, hr_size)
 
 
 def _train(flags, train, generator_config, hr_size):
     """The run, from its checked flags, while this process holds the run folder."""
-    from sr_keras import distribute, gan, losses, runs, training
-    from sr_keras.models import count_trainable
+    from sr_keras.archs.models import count_trainable
+    from sr_keras.train import distribute, gan, loop, losses, runs
 
     scale = generator_config.scale
     config = runs.resume_config("srgan", generator_config, train.precision, hr_crop=train.hr_crop, ema=train.ema,
@@ -155,10 +158,10 @@ def _train(flags, train, generator_config, hr_size):
                                             input_mode=flags.content_input, weights=flags.vgg_weights,
                                             activation=flags.content_activation,
                                             criterion=flags.content_criterion)
-    train_ds, val_ds = training.datasets(train, start)
+    train_ds, val_ds = loop.datasets(train, start)
 
     with strategy.scope():
-        generator = training.make_generator(generator_config)
+        generator = loop.make_generator(generator_config)
         if flags.init_generator and not state:
             gan.load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
@@ -176,6 +179,6 @@ def _train(flags, train, generator_config, hr_size):
           f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {train.out}")
 
     chief = distribute.is_chief(strategy)
-    training.fit(train, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
+    loop.fit(train, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
     if chief:
-        training.finish_run(train, generator_config)
+        loop.finish_run(train, generator_config)

@@ -9,8 +9,9 @@ Defaults are the report's settings; docs/training.md lists what the demo preset 
 """
 import os
 
-from sr_keras import cli
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.cli import parsing, training_flags
+from sr_keras.core import tfbanner
+from sr_keras.core.errors import UserError, cli_entry
 
 # Learns fast on a 2-core CPU: a small BN-free residual net with a bicubic global skip (it starts at
 # bicubic and only learns the residual) and a 10x higher cosine-decayed learning rate. docs/training.md.
@@ -32,11 +33,11 @@ PRESETS = {
 
 
 def build_parser():
-    from sr_keras import training  # here: importing it imports TensorFlow
+    from sr_keras.train import loop  # here: importing it imports TensorFlow
 
-    parser = cli.ArgumentParser(description=__doc__)
-    cli.add_common_args(parser, presets=PRESETS, model_name="srresnet")
-    parser.add_argument("--loss", choices=tuple(training.PIXEL_LOSSES), default="mse",
+    parser = parsing.ArgumentParser(description=__doc__)
+    training_flags.add_common_args(parser, presets=PRESETS, model_name="srresnet")
+    parser.add_argument("--loss", choices=tuple(loop.PIXEL_LOSSES), default="mse",
                         help="pixel loss (the report: mse; ESRGAN's PSNR-oriented RRDBNet: l1)")
     parser.add_argument("--init-trunk", default=None,
                         help="start the trunk (head, residual blocks, body conv) from a trained SRResNet of any "
@@ -50,37 +51,39 @@ def build_parser():
                              "otherwise); its graph is still checked against the tensor-math allowlist "
                              "(docs/reliability.md, Threat model): only for SavedModels you wrote yourself")
     # validation is clean bicubic LR: with --degradation, "last" exports the most adapted generator
-    cli.add_select_arg(parser)
+    training_flags.add_select_arg(parser)
     return parser
 
 
 @cli_entry
 def main(argv=None):
-    cli.hide_tensorflow_banner()  # before anything imports TensorFlow
-    from sr_keras import data, loading, training
+    tfbanner.hide_tensorflow_banner()  # before anything imports TensorFlow
+    from sr_keras.data import loaders
+    from sr_keras.infer import loading
+    from sr_keras.train import loop
 
-    args = cli.resolve_paths(cli.parse_args(build_parser(), argv, PRESETS), "srresnet")
-    train = cli.train_config(args)
+    args = training_flags.resolve_paths(training_flags.parse_args(build_parser(), argv, PRESETS), "srresnet")
+    train = training_flags.train_config(args)
     if args.init_trunk and args.init_generator:
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     parent = None
     if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
         path, _ = loading.resolve_checked(args.init_generator, "--init-generator", args.trust_model)
         parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
-    generator_config = cli.generator_config(args, data.scale_of(train.track), parent,
+    generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                             f"--init-generator {args.init_generator}")
-    training.check_hr_crop(train.hr_crop, generator_config.scale)
+    loop.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and generator_config.arch != "srresnet":
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
-    created = training.check_outputs(train)
-    with training.holding_run_folder(train, created):
+    created = loop.check_outputs(train)
+    with loop.holding_run_folder(train, created):
         _train(args, train, generator_config)
 
 
 def _train(flags, train, generator_config):
     """The run, from its checked flags, while this process holds the run folder."""
-    from sr_keras import distribute, runs, training
-    from sr_keras.models import count_trainable
+    from sr_keras.archs.models import count_trainable
+    from sr_keras.train import distribute, loop, runs
 
     config = runs.resume_config("srresnet", generator_config, train.precision, loss=flags.loss, ema=train.ema,
                                 degradation=train.degradation)
@@ -90,19 +93,19 @@ def _train(flags, train, generator_config):
     distribute.set_precision(train.precision)
     strategy = distribute.strategy_from_flag(train.strategy)
 
-    train_ds, val_ds = training.datasets(train, start)
+    train_ds, val_ds = loop.datasets(train, start)
 
     with strategy.scope():
-        trainer, generator = training.build_srresnet_trainer(generator_config, lr=train.lr, loss=flags.loss,
+        trainer, generator = loop.build_srresnet_trainer(generator_config, lr=train.lr, loss=flags.loss,
                                                              jit=train.jit, ema=train.ema)
         if state:
             runs.restore(trainer, train.out, state)
             print(f"resuming {train.out} after epoch {start} (optimizer step {int(trainer.optimizer.iterations)})")
         elif flags.init_trunk:
-            copied = training.init_trunk(generator, flags.init_trunk)
+            copied = loop.init_trunk(generator, flags.init_trunk)
             print(f"trunk initialised from {flags.init_trunk} ({copied} layers)")
         elif flags.init_generator:
-            from sr_keras.gan import load_init_generator
+            from sr_keras.train.gan import load_init_generator
 
             load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
@@ -113,8 +116,8 @@ def _train(flags, train, generator_config):
           "above val_psnr); val_psnr, val_ssim: the whole validation photographs, the figures to compare")
 
     chief = distribute.is_chief(strategy)
-    training.fit(train, trainer, generator, train_ds, val_ds, generator_config.scale, config, state=state,
+    loop.fit(train, trainer, generator, train_ds, val_ds, generator_config.scale, config, state=state,
                  chief=chief)
     if chief:
-        training.finish_run(train, generator_config)
+        loop.finish_run(train, generator_config)
 

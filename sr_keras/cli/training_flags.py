@@ -4,10 +4,11 @@ import argparse
 import dataclasses
 import os
 
-from sr_keras.cli import INT_MAX, checked, non_negative_int, positive_float, positive_int, probability, seed_int
-from sr_keras.degradations import PRESETS as DEGRADATION_PRESETS
-from sr_keras.config import LR_SCHEDULES, GeneratorConfig, SELECTIONS, TrainConfig
-from sr_keras.errors import UserError
+from sr_keras.archs.config import GeneratorConfig
+from sr_keras.cli.parsing import INT_MAX, checked, non_negative_int, positive_float, positive_int, probability, seed_int
+from sr_keras.core.errors import UserError
+from sr_keras.data.degradations import PRESETS as DEGRADATION_PRESETS
+from sr_keras.train.settings import LR_SCHEDULES, SELECTIONS, TrainConfig
 
 # --generator -> GeneratorConfig.arch, and the trunk depth each gets without --num-blocks (the report: 16
 # residual blocks; ESRGAN: 23 RRDBs)
@@ -38,7 +39,7 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
         presets: {--preset name: {flag dest: value}} (explicit flags still win, see parse_args).
         model_name: names the default --out/--export folders in --help (resolve_paths fills them in).
     """
-    from sr_keras.distribute import PRECISIONS, STRATEGIES  # here: importing it imports TensorFlow
+    from sr_keras.train.distribute import PRECISIONS, STRATEGIES  # here: importing it imports TensorFlow
 
     model = model_name or "{model}"
     d = {**REPORT_DEFAULTS, "out": os.path.join("runs", f"{model}_{{track}}"),

@@ -14,13 +14,13 @@ status is then 2. An input is never overwritten (a folder upscaled into itself, 
 import os
 import sys
 
-from sr_keras.cli import (INT_MAX, ArgumentParser, checked, hide_tensorflow_banner, non_negative_int, positive_float,
-                          positive_int)
-from sr_keras.errors import UserError, cli_entry, one_line
-from sr_keras.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
+from sr_keras.cli.parsing import INT_MAX, ArgumentParser, checked, non_negative_int, positive_float, positive_int
+from sr_keras.core.errors import UserError, cli_entry, one_line
+from sr_keras.core.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 
 quality = checked(int, lambda v: 1 <= v <= 100, "an integer in [1, 100]")
-# --tile-memory: MB, or "auto" (sr_keras.memory.auto_tile_mb)
+# --tile-memory: MB, or "auto" (sr_keras.infer.memory.auto_tile_mb)
 tile_memory = checked(lambda t: t if t == "auto" else int(t), lambda v: v == "auto" or 0 <= v <= INT_MAX,
                       "'auto' or an integer >= 0")
 _OUT_EXTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
@@ -100,8 +100,8 @@ def main(argv=None):
 
         print(format_models(list_models()))
         return
-    from sr_keras.loading import resolve_model
-    from sr_keras.upscaling import Output, Tiling, collect_inputs, file_identity
+    from sr_keras.infer.loading import resolve_model
+    from sr_keras.infer.pictures import Output, Tiling, collect_inputs, file_identity
 
     output = Output(ext=output_format(args), quality=args.quality, outscale=args.outscale, suffix=args.suffix)
     files, problems = collect_inputs(args.inputs)
@@ -135,8 +135,8 @@ def _upscale(flags, model, files, problems, out_dir, output, tiling):
         print(f"error: {one_line(msg)}", file=sys.stderr)
 
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
-    from sr_keras.inference import load_upscaler
-    from sr_keras.upscaling import upscale_files
+    from sr_keras.infer.inference import load_upscaler
+    from sr_keras.infer.pictures import upscale_files
 
     upscaler = load_upscaler(model, "--model", trust_model=flags.trust_model)
     written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=flags.output,

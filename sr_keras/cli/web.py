@@ -8,8 +8,9 @@ login, so anyone who can reach it can upload pictures and use this machine's pro
 """
 import sys
 
-from sr_keras.cli import ArgumentParser, checked, hide_tensorflow_banner, positive_float
-from sr_keras.errors import UserError, cli_entry
+from sr_keras.cli.parsing import ArgumentParser, checked, positive_float
+from sr_keras.core.errors import UserError, cli_entry
+from sr_keras.core.tfbanner import hide_tensorflow_banner
 from sr_keras.web.server import is_loopback
 
 port_number = checked(int, lambda v: 0 <= v <= 65535, "a port number in [0, 65535]")

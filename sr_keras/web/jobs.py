@@ -2,7 +2,7 @@
 
 Every picture, from every browser, goes through one queue to one thread, the only one that calls a
 model, so two pages never interleave their tiles in one model call and the model's work (its
-memory, its cores) is that of one picture at a time. Pictures go through sr_keras.upscaling.upscale_pixels with upscale.py's tiling
+memory, its cores) is that of one picture at a time. Pictures go through sr_keras.infer.pictures.upscale_pixels with upscale.py's tiling
 (Tiling()'s defaults), so a result is upscale.py's output pixel for pixel; the PNG is written by the
 same PngStream. Uploads are kept in memory, never written to disk; a finished job keeps its result
 until newer results push it over RESULT_BUDGET (the oldest go first; their page says to upscale again).
@@ -23,8 +23,11 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from sr_keras.errors import UserError, first_line, one_line
-from sr_keras.loading import known_models, load_generator_config
+from sr_keras.core.errors import UserError, first_line, one_line
+from sr_keras.infer.loading import known_models, load_generator_config
+from sr_keras.infer.metadata import output_metadata
+from sr_keras.infer.pictures import FORMATS as PIL_FORMATS, MAX_SIDE, Output, Tiling, model_errors, upscale_pixels
+from sr_keras.infer.tiling import tile_side
 
 # The PSNR model and its GAN fine-tuning: when both are shipped, the page offers a slider between them.
 INTERPOLATION_PAIR = ("srresnet_x4", "srgan_x4")
@@ -143,12 +146,10 @@ class Worker:
         default_model: the model name a request without one gets.
         max_megapixels: the largest picture accepted, in millions of pixels.
         pair: (A, B) names for the interpolation slider, offered when both are known models.
-        tiling: sr_keras.upscaling.Tiling; upscale.py's defaults unless changed.
+        tiling: sr_keras.infer.pictures.Tiling; upscale.py's defaults unless changed.
     """
 
     def __init__(self, default_model, max_megapixels, pair=INTERPOLATION_PAIR, tiling=None):
-        from sr_keras.upscaling import Tiling
-
         self.scales = model_scales()
         if default_model not in self.scales:
             raise UserError(f"--model '{default_model}' is not a shipped model (known names: "
@@ -195,8 +196,7 @@ class Worker:
         if width * height > self.max_megapixels * 1e6:
             raise UserError(f"'{name}' is {width}x{height}, {width * height / 1e6:.3g} megapixels: over this "
                             f"server's limit of {self.max_megapixels:g} (--max-megapixels)")
-        from sr_keras.imageio import read_image
-        from sr_keras.upscaling import Output, output_metadata
+        from sr_keras.core.imageio import read_image
 
         pixels, alpha_channel, info = read_image(Upload(data, name))
         metadata = {}
@@ -240,7 +240,6 @@ class Worker:
         metadata upscale.py would save (warnings: what was dropped); the last encoding is kept, so the
         page's picture and its PNG download are encoded once. UserError when the format cannot hold the
         picture (16-bit in JPEG/WebP, alpha in JPEG) or the result was dropped."""
-        from sr_keras.upscaling import FORMATS as PIL_FORMATS, MAX_SIDE
 
         if ext not in FORMATS:
             raise UserError(f"format '{ext}' is not one of {', '.join(FORMATS)}")
@@ -294,8 +293,6 @@ class Worker:
         return self._blends[job.strength]
 
     def _work(self, job):
-        from sr_keras.inference import tile_side
-        from sr_keras.upscaling import model_errors, upscale_pixels
 
         start = time.perf_counter()
         shown = f"'{job.name}'"
@@ -349,7 +346,7 @@ def _header_size(data, name):
     (Pillow's limit) or an empty file is a UserError naming it."""
     if not data:
         raise UserError(f"'{name}' is empty: choose a picture file")
-    from sr_keras.imageio import RASTER_FORMATS
+    from sr_keras.core.imageio import RASTER_FORMATS
 
     try:
         with warnings.catch_warnings():
@@ -367,12 +364,12 @@ def _header_size(data, name):
 
 
 def _blend(name_a, name_b, alpha):
-    """The Upscaler of (1 - alpha) * A + alpha * B (sr_keras.interpolation), as `interpolate.py A B
+    """The Upscaler of (1 - alpha) * A + alpha * B (sr_keras.exports.interpolation), as `interpolate.py A B
     --alpha` then `upscale.py` would run it: the blended model goes through a .keras file in a
     temporary folder, removed once loaded."""
-    from sr_keras.inference import load_upscaler
-    from sr_keras.interpolation import check_same_architecture, interpolate
-    from sr_keras.loading import load_keras_model
+    from sr_keras.exports.interpolation import check_same_architecture, interpolate
+    from sr_keras.infer.inference import load_upscaler
+    from sr_keras.infer.loading import load_keras_model
 
     a, b = load_keras_model(name_a, "model"), load_keras_model(name_b, "model")
     check_same_architecture(a, b, name_a, name_b)
@@ -385,8 +382,7 @@ def _blend(name_a, name_b, alpha):
 def _encode(result, ext, quality, extra):
     """A result's bytes as upscale.py writes them: PNG by its PngStream, JPEG/WebP by Pillow, with
     `extra` (output_metadata's ICC profile and EXIF)."""
-    from sr_keras.imageio import PngStream
-    from sr_keras.upscaling import FORMATS as PIL_FORMATS
+    from sr_keras.core.imageio import PngStream
 
     buf = io.BytesIO()
     channels = 1 if result.ndim == 2 else result.shape[2]

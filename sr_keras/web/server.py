@@ -19,7 +19,7 @@ import socket
 import urllib.parse
 from importlib import resources
 
-from sr_keras.errors import UserError, one_line
+from sr_keras.core.errors import UserError, one_line
 
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/app.js": ("app.js", "text/javascript; charset=utf-8"),

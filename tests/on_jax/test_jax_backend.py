@@ -8,16 +8,16 @@ import keras
 import numpy as np
 import skimage.data
 
-from sr_keras import runs
-from sr_keras.config import GeneratorConfig
-from sr_keras.ema import WeightAverage
-from sr_keras.gan import build_srgan_trainer
-from sr_keras.pydata import TrainingSequence
+from sr_keras.archs.config import GeneratorConfig
+from sr_keras.data.pydata import TrainingSequence
+from sr_keras.train import runs
+from sr_keras.train.ema import WeightAverage
+from sr_keras.train.gan import build_srgan_trainer
 
 
 def test_the_training_path_imports_without_tensorflow():
-    for name in ("sr_keras.cli.train_srresnet", "sr_keras.cli.train_srgan", "sr_keras.training", "sr_keras.data",
-                 "sr_keras.callbacks", "sr_keras.distribute", "sr_keras.export", "sr_keras.gan", "sr_keras.runs"):
+    for name in ("sr_keras.cli.train_srresnet", "sr_keras.cli.train_srgan", "sr_keras.train.loop", "sr_keras.data.loaders",
+                 "sr_keras.train.callbacks", "sr_keras.train.distribute", "sr_keras.exports.savedmodel", "sr_keras.train.gan", "sr_keras.train.runs"):
         importlib.import_module(name)
     assert keras.backend.backend() == "jax" and "tensorflow" not in sys.modules
 
@@ -62,7 +62,7 @@ def test_gan_resume_is_exact_with_both_optimizers_and_the_average(tmp_path):
 
 
 def test_export_is_model_keras_and_generator_json(tmp_path):
-    from sr_keras.export import export_model, is_export
+    from sr_keras.exports.savedmodel import export_model, is_export
 
     config = GeneratorConfig(scale=2, num_blocks=1, filters=8, bicubic_skip=True)
     generator = config.build()

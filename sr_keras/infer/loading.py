@@ -1,0 +1,240 @@
+"""Find and load a trained generator: model names, the one Keras loader, the one scale probe.
+
+A model is given as a path (an export folder written by `export_model`, a `.keras` or a `.tflite`
+file) or as a name: `srresnet_x4` is looked up in the shipped `saved_models/` (installed with the
+package as `sr_keras/saved_models`, or the repository's folder in a checkout), then in the folder
+named by the environment variable `SR_KERAS_MODELS`, from any working directory: a same-named entry
+of the working directory does not shadow it (`./NAME` names that one). An export folder carries
+`generator.json` (the generator's `GeneratorConfig`); exports written before it existed have none.
+
+TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
+"""
+import os
+import zipfile
+from pathlib import Path
+
+from sr_keras.core.errors import UserError, first_line
+
+MODELS_ENV = "SR_KERAS_MODELS"
+CONFIG_FILE = "generator.json"
+KERAS_FILE = "model.keras"
+TFLITE_SUFFIX = ".tflite"
+_HINT = ("give a folder written by --export (saved_model.pb, model.keras), a .keras or .tflite file or a "
+         "model name")
+
+
+def model_folders():
+    """The folders model names are looked up in, in order: the shipped saved_models/ (inside the
+    installed package; in a checkout or an editable install, the repository's folder beside it), then
+    $SR_KERAS_MODELS when it is set."""
+    package = Path(__file__).resolve().parents[1]  # sr_keras/
+    folders = [folder for folder in (package / "saved_models", package.parent / "saved_models") if folder.is_dir()]
+    if os.environ.get(MODELS_ENV):
+        folders.append(Path(os.environ[MODELS_ENV]).expanduser())
+    return folders
+
+
+def _is_model(path):
+    if path.is_dir():
+        return (path / KERAS_FILE).is_file() or (path / "saved_model.pb").is_file()
+    return path.is_file() and path.suffix in (".keras", TFLITE_SUFFIX)
+
+
+def known_models():
+    """{name: path} of every model found by name; an earlier folder wins over a later one."""
+    found = {}
+    for folder in model_folders():
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            name = entry.stem if entry.suffix in (".keras", TFLITE_SUFFIX) else entry.name
+            if not name.startswith(".") and _is_model(entry):
+                found.setdefault(name, str(entry))
+    return found
+
+
+def is_bare_name(given):
+    """Whether a --model value is a name (no folder part: "demo_x4", "mine.keras") rather than a path."""
+    return bool(given) and given not in (".", "..") and os.path.basename(given) == given \
+        and not (os.altsep and os.altsep in given)
+
+
+def resolve_model(name_or_path, flag="--model"):
+    """The path of a model given as a name or a path.
+
+    A bare name (no folder part) is looked up in saved_models/ and $SR_KERAS_MODELS first, whatever
+    the working directory holds: a folder `demo_x4` in it does not shadow the shipped model (give
+    `./demo_x4` for that one). A bare name that is no known model, and anything with a folder part,
+    is a path.
+
+    Args:
+        name_or_path: the name of a model in saved_models/ or $SR_KERAS_MODELS (a folder `NAME`, or a
+            file `NAME.keras` or `NAME.tflite` there), or an existing path (returned as given).
+        flag: the command-line flag that gave it, for the error message.
+
+    Returns:
+        str: the path.
+
+    Raises:
+        UserError: one line naming the value as given and listing the known names.
+    """
+    given = os.fspath(name_or_path)
+    if is_bare_name(given):
+        for folder in model_folders():
+            for candidate in (folder / given, folder / f"{given}.keras", folder / f"{given}{TFLITE_SUFFIX}"):
+                if _is_model(candidate):
+                    return str(candidate)
+    if given and os.path.exists(given):
+        return given
+    names = ", ".join(known_models()) or "none"
+    where = f"saved_models/ or ${MODELS_ENV}"
+    raise UserError(f"{flag} '{given}' not found: no such file or folder, and no model of that name in {where} "
+                    f"(known names: {names}); {_HINT}")
+
+
+def is_savedmodel_only(path):
+    """Whether `path` is a SavedModel folder without model.keras: a program, run only once checked."""
+    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, KERAS_FILE)) \
+        and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def resolve_checked(name_or_path, flag="--model", trust_model=False):
+    """resolve_model, then, for a SavedModel folder without model.keras (a program: sr_keras.infer.model_safety),
+    its check: cheap (only saved_model.pb is parsed, nothing runs), so a command calls it before anything
+    slow or destructive.
+
+    Args:
+        name_or_path: a path or a model name (see resolve_model).
+        flag: the command-line flag that gave it, for error messages.
+        trust_model: the user vouches for a SavedModel without model.keras (--trust-model); without it
+            such a model is refused, with it its graph is still checked.
+
+    Returns:
+        (path, savedmodel_only): the path, and whether it is a SavedModel folder without model.keras.
+
+    Raises:
+        UserError: one line naming the value, when it is not found or the SavedModel is refused.
+    """
+    path = resolve_model(name_or_path, flag)
+    savedmodel_only = is_savedmodel_only(path)
+    if savedmodel_only:
+        from sr_keras.infer.model_safety import check_savedmodel
+
+        check_savedmodel(path, flag, trust_model=trust_model)
+    return path, savedmodel_only
+
+
+def load_keras_model(path, flag="--model"):
+    """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
+
+    Args:
+        path: a path or a model name (see resolve_model).
+        flag: the command-line flag that gave it, for error messages.
+
+    Returns:
+        keras.Model, uncompiled.
+
+    Raises:
+        UserError: one line naming the path, for anything that is not a loadable Keras model.
+    """
+    path = resolve_model(path, flag)
+    keras_file = os.path.join(path, KERAS_FILE) if os.path.isdir(path) else path
+    if os.path.isdir(path) and not os.path.isfile(keras_file):
+        raise UserError(f"{flag} '{path}' is a folder without {KERAS_FILE}: {_HINT}")
+    if not keras_file.endswith(".keras"):
+        raise UserError(f"{flag} '{path}' is neither a .keras file nor an export folder: {_HINT}")
+    if not zipfile.is_zipfile(keras_file):  # Keras would call it "File not found"
+        raise UserError(f"{flag} '{path}': cannot load {keras_file}: not a .keras archive (not a zip file)")
+    import keras
+
+    from sr_keras.archs import models  # noqa: F401  registers PixelShuffle and the other custom layers
+
+    try:
+        return keras.saving.load_model(keras_file, compile=False, safe_mode=True)
+    except Exception as e:  # a corrupt or foreign file: name it, no traceback
+        raise UserError(f"{flag} '{path}': cannot load the Keras model: {first_line(e)}") from e
+
+
+def load_generator_config(path):
+    """The GeneratorConfig an export carries in generator.json, or None when it has none.
+
+    Args:
+        path: an export folder, or the model.keras inside one; any other file has no config.
+
+    Raises:
+        UserError: one line naming generator.json when it is unreadable or not a generator config
+            (GeneratorConfig.from_json checks size, nesting, keys, types and ranges before anything is built).
+    """
+    from sr_keras.archs.config import MAX_JSON_BYTES, GeneratorConfig
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        config_file = os.path.join(path, CONFIG_FILE)
+    elif os.path.basename(path) == KERAS_FILE:
+        config_file = os.path.join(os.path.dirname(path), CONFIG_FILE)
+    else:
+        return None
+    if not os.path.isfile(config_file):
+        return None
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            return GeneratorConfig.from_json(f.read(MAX_JSON_BYTES + 1))  # what is longer is refused unread
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"cannot read the generator config '{config_file}': {first_line(e)}") from e
+
+
+def shape_text(shape):
+    """A batch shape as users read it: (None, 10) -> "[N, 10]", unknown sizes as "?"."""
+    dims = ["?" if d is None else str(int(d)) for d in shape]
+    return "[" + ", ".join(["N"] + dims[1:]) + "]" if dims else "a scalar"
+
+
+# Two probe sizes, one not square: an output that does not follow both is a fixed size or a transpose.
+_PROBES = ((8, 8), (8, 12))
+# The largest scale a model may have: twice the largest this project trains (x8). A larger one is
+# refused before it is run on anything bigger than the probes.
+MAX_SCALE = 16
+
+
+def probe_scale(fn, flag, shown):
+    """The integer upscaling factor of an image-to-image function, probed on an 8x8 and an 8x12 RGB input.
+
+    Args:
+        fn: callable taking a [1, H, W, 3] float32 batch (zeros, a valid [0, 1] image) and returning
+            a batch of images.
+        flag: the command-line flag that named the model, for the error message.
+        shown: the model as the user gave it.
+
+    Returns:
+        int: s when every HxW image comes back sH x sW x 3.
+
+    Raises:
+        UserError: one line naming what the model is when fn fails on the input, returns no image batch
+            (a classifier), returns other than 3 channels, does not scale both sizes by one integer
+            factor (a fixed output size, a fractional scale, a transpose), or scales by more than MAX_SCALE.
+    """
+    import numpy as np
+
+    shapes = []
+    for h, w in _PROBES:
+        try:
+            out = fn(np.zeros((1, h, w, 3), np.float32))
+        except UserError:
+            raise
+        except Exception as e:  # a fixed input size, another channel count, ...: not an image upscaler
+            raise UserError(f"{flag} '{shown}' cannot upscale an {h}x{w} RGB image: {first_line(e)}") from e
+        shape = tuple(int(d) for d in out.shape)
+        if len(shape) != 4 or shape[0] != 1:
+            raise UserError(f"{flag} '{shown}': not an image-to-image model (its output is {shape_text(shape)})")
+        if shape[3] != 3:
+            raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an {h}x{w} image came back {shape[1:]}")
+        shapes.append(shape)
+    scale = max(1, shapes[0][1] // _PROBES[0][0])
+    if scale > MAX_SCALE:
+        raise UserError(f"{flag} '{shown}' asks for x{scale} (an {_PROBES[0][0]}x{_PROBES[0][1]} image came back "
+                        f"{shapes[0][1]}x{shapes[0][2]}); the largest scale taken is x{MAX_SCALE}")
+    if any(s[1:3] != (h * scale, w * scale) for s, (h, w) in zip(shapes, _PROBES)):
+        seen = " and ".join(f"{h}x{w} -> {s[1]}x{s[2]}" for s, (h, w) in zip(shapes, _PROBES))
+        fixed = "; a fixed output size" if len({s[1:3] for s in shapes}) == 1 else ""
+        raise UserError(f"{flag} '{shown}' is not an upscaler at an integer scale: {seen}{fixed}")
+    return scale
