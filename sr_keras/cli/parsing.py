@@ -1,11 +1,13 @@
 """What every script's command line shares: the parser (a mistyped flag gets the closest one), its help
 formatter (every default shown, the examples kept as written) and checked argument types."""
 import argparse
+import contextlib
 import difflib
 import math
 import re
 import sys
 
+from sr_keras.core.errors import UserError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -106,4 +108,20 @@ seed_int = checked(int, lambda v: 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_
 positive_float = checked(float, lambda v: 0 < v < math.inf, "a positive number")  # also refuses nan and inf
 non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
+
+
+@contextlib.contextmanager
+def naming_flags(**flags):
+    """Within the block, a UserError about a library argument names the flag that gave it.
+
+    The library words its errors after its own arguments ("model 'x' not found"); the script knows
+    which flag gave each: `with naming_flags(model="--model"):` makes that "--model 'x' not found".
+    Errors about other arguments, or about none, pass unchanged.
+    """
+    try:
+        yield
+    except UserError as e:
+        if e.argument in flags:
+            e.rename(flags[e.argument])
+        raise
 

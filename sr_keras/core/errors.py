@@ -40,7 +40,23 @@ def first_line(e, *keep):
 
 
 class UserError(Exception):
-    """Bad input from the user (a path, a value, a file). The message names it exactly as given."""
+    """Bad input from the user (a path, a value, a file). The message names it exactly as given.
+
+    Args:
+        message: what is wrong; with `argument`, the words that follow the argument's name.
+        argument: the name of the library argument the error is about ("model", "export"), which the
+            message starts with: "model 'x.keras': cannot read it". A command line names its flag there
+            instead (sr_keras.cli.parsing.naming_flags: "--model 'x.keras': cannot read it").
+    """
+
+    def __init__(self, message, argument=None):
+        self.detail, self.argument = message, argument
+        super().__init__(f"{argument} {message}" if argument else message)
+
+    def rename(self, argument):
+        """Say `argument` where the message named the library's argument (in place: subclasses stay)."""
+        self.argument = argument
+        self.args = (f"{argument} {self.detail}",)
 
 
 class Terminated(KeyboardInterrupt):
