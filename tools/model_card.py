@@ -14,6 +14,7 @@ image scored, `scale` border pixels cropped; NIQE of the whole output).
 """
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -36,6 +37,8 @@ RECIPE_KEYS = ("loss", "lr", "lr_schedule", "lr_decay_epochs", "lr_decay_factor"
 GAN_KEYS = ("gan", "discriminator", "pixel_loss", "pixel_weight", "content_weight", "adversarial_weight",
             "content_input", "content_layer", "content_activation", "content_criterion", "content_scale",
             "vgg_weights", "ema")
+# a card's names for the metrics of sr_keras.evaluation.results
+CARD_KEYS = {"psnr": "psnr_y", "ssim": "ssim_y", "niqe": "niqe"}
 
 
 def last_training_command(commands):
@@ -72,38 +75,36 @@ def recipe(command):
 
 def test_scores(export_dir, source, track, scale, degrade=None, compare=None, niqe=False):
     """Mean and per-image PSNR-Y / SSIM-Y of bicubic and of the export on the test split of `source`
-    (with `degrade`, a degradations.EvalDegradation, applied to each LR as evaluate.py --degrade does).
+    (with `degrade`, a degradations.EvalDegradation, applied to each LR as evaluate.py --degrade does),
+    scored by sr_keras.evaluation.scoring.score_pair as evaluate.py scores them.
     `compare`: a model name or export scored beside them (a GAN card's PSNR-oriented parent); `niqe`:
     also NIQE of every whole output and of the HR photo itself (lower = more natural)."""
     import numpy as np
 
     from sr_keras.data import loaders
-    from sr_keras.data.imresize import upscale_bicubic
     from sr_keras.evaluation import metrics
-    from sr_keras.infer.inference import load_upscaler, upscale_image
+    from sr_keras.evaluation.results import REFERENCE
+    from sr_keras.evaluation.scoring import score_pair
+    from sr_keras.infer.inference import load_upscaler
 
     upscalers = {"model": load_upscaler(export_dir)}
     if compare is not None:
         upscalers[compare] = load_upscaler(compare)
     labels = ("bicubic", *upscalers)
-    keys = ("psnr_y", "ssim_y", "niqe") if niqe else ("psnr_y", "ssim_y")
-    if niqe:
-        from sr_keras.evaluation.perception import niqe as niqe_of
+    chosen = ("psnr", "ssim", "niqe") if niqe else ("psnr", "ssim")
+    keys = [CARD_KEYS[m] for m in chosen]
     rows = []
     names = loaders.eval_names(source, track, "test")
     for name, (lr, hr) in zip(names, loaders.eval_dataset(source, track, "test")):
-        lr, hr = metrics.to_uint8(lr[0].numpy()), metrics.to_uint8(hr[0].numpy())
+        lr, hr = metrics.float_to_uint8(lr[0].numpy()), metrics.float_to_uint8(hr[0].numpy())
         if degrade is not None:
             lr = degrade.apply(lr, name)
         row = {"image": os.path.basename(name)}
-        outputs = {"bicubic": upscale_bicubic(lr, scale), **{k: upscale_image(u, lr) for k, u in upscalers.items()}}
-        for label, sr in outputs.items():
-            row[label] = {"psnr_y": round(float(metrics.psnr_y(hr, sr, scale)), 4),
-                          "ssim_y": round(float(metrics.ssim_y(hr, sr, scale)), 4)}
-            if niqe:
-                row[label]["niqe"] = round(float(niqe_of(sr)), 4)
-        if niqe:
-            row["hr"] = {"niqe": round(float(niqe_of(hr)), 4)}
+        for label, _, values in score_pair(lr, hr, scale, list(upscalers.items()), row["image"], chosen):
+            if math.isnan(values.get("niqe", 0.0)):  # a card's NIQE means are over every photo
+                raise UserError(f"{row['image']}: no NIQE for the {label} image (NIQE needs a 96x96 block "
+                                "with texture)")
+            row["hr" if label == REFERENCE else label] = {CARD_KEYS[m]: round(float(v), 4) for m, v in values.items()}
         rows.append(row)
         print(f"  {row['image']}: " + ", ".join(f"{label} {row[label]['psnr_y']:.2f} dB" for label in labels),
               flush=True)

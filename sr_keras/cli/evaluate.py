@@ -6,8 +6,9 @@ to uint8 before scoring. NIQE (sr_keras.evaluation.perception, the MATLAB releas
 the HR images themselves (their own row), blank below 96x96 pixels. Writes results.json/.csv/.md,
 per_image.csv, perception_distortion.png and figures/ under --out (checked for writability first).
 An image a model cannot take is named and left out of every row, the rest is scored, and the exit
-status is then 2. The work is done by sr_keras.evaluation.benchmark (pairs, the loop), sr_keras.evaluation.results
-(scores, result files) and sr_keras.evaluation.figures.
+status is then 2. The work is done by sr_keras.evaluation.benchmark (pairs, the loop),
+sr_keras.evaluation.scoring (each pair scored), sr_keras.evaluation.results (scores, result files) and
+sr_keras.evaluation.figures.
 """
 import os
 

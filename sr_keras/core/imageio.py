@@ -202,7 +202,7 @@ def read_image(path):
     return np.asarray(im if im.mode == target else im.convert(target)), alpha, info
 
 
-def to_uint8(pixels):
+def uint16_to_uint8(pixels):
     """THE 16-BIT RULE: uint16 levels v -> uint8 round(v / 257); uint8 is returned unchanged."""
     if pixels.dtype == np.uint8:
         return pixels
@@ -236,12 +236,12 @@ def read_rgb(path):
             pixels = tf.io.decode_png(tf.io.read_file(os.fspath(path)), channels=3, dtype=tf.uint16).numpy()
         except (tf.errors.OpError, OSError) as e:
             raise UserError(f"cannot read image '{path}': {first_line(getattr(e, 'message', e), path)}") from e
-        pixels = to_uint8(pixels)
+        pixels = uint16_to_uint8(pixels)
         if orientation in _ORIENTATION:
             pixels = np.asarray(Image.fromarray(pixels).transpose(_ORIENTATION[orientation]))
         return pixels
     pixels, _, _ = read_image(path)
-    pixels = to_uint8(pixels)
+    pixels = uint16_to_uint8(pixels)
     return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
 
 

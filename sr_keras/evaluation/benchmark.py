@@ -3,10 +3,12 @@
 Pairs come from a folder of HR photographs (LR given by file stem or made with MATLAB-style bicubic)
 or from a DIV2K track (sr_keras.data.loaders), optionally degraded (`Options.degrade`: noise and JPEG added
 to each LR, sr_keras.data.degradations.EvalDegradation). Each image is scored against its clean HR for the
-bicubic baseline and for every model, and with NIQE the HR image gets its own row (sr_keras.evaluation.results:
-`Scores` keeps the per-image values and the means per (model, track), `write_results` writes
-results.json/.csv/.md and per_image.csv). The metric conventions are sr_keras.evaluation.metrics' and
-sr_keras.evaluation.perception's; the perception-distortion figure is sr_keras.evaluation.figures'.
+bicubic baseline and for every model by sr_keras.evaluation.scoring.score_pair (the scorer of the training
+scripts' table, `bicubic_vs_model`, and of tools/model_card.py too), and with NIQE the HR image gets its own
+row (sr_keras.evaluation.results: `Scores` keeps the per-image values and the means per (model, track),
+`write_results` writes results.json/.csv/.md and per_image.csv). The metric conventions are
+sr_keras.evaluation.metrics' and sr_keras.evaluation.perception's; the perception-distortion figure is
+sr_keras.evaluation.figures'.
 
 What headers tell (unreadable, bomb, floating point, too small to score, LR/HR not a pair) fails
 before any model loads. Later failures are per image: an image a model cannot take (non-finite
@@ -22,20 +24,17 @@ import math
 import os
 import sys
 
-import numpy as np
-import tensorflow as tf
 from tqdm import tqdm
 
 from sr_keras.core import imageio
 from sr_keras.core.errors import UserError, one_line
 from sr_keras.data import imresize, loaders, pairing
 from sr_keras.evaluation import figures, metrics, results, tensorboard
-from sr_keras.evaluation.results import score, too_small
-from sr_keras.infer.inference import load_upscaler, upscale_image
-from sr_keras.infer.pictures import model_errors
+from sr_keras.evaluation.results import too_small
+from sr_keras.evaluation.scoring import BASELINE, score_pair
+from sr_keras.infer.inference import load_upscaler
 
 REPORT_TRACKS = ("bicubic_x2", "bicubic_x3", "bicubic_x4", "unknown_x2", "unknown_x3", "unknown_x4")
-BASELINE = "bicubic"
 CENTER = 180  # the report scored 180x180 centre crops
 PD_FIGURE = "perception_distortion.png"  # in --out: PSNR-Y against NIQE, one point per row
 
@@ -209,15 +208,16 @@ def center_crop(lr, hr, scale, size=CENTER):
 # ---------------------------------------------------------------- scoring
 
 def bicubic_vs_model(export_dir, pairs, scale):
-    """Mean PSNR-Y / SSIM-Y of bicubic and of the exported SavedModel on (lr, hr) float pairs."""
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    rows = {"bicubic": [], "model": []}
-    for lr, hr in tqdm(pairs, desc="scoring test images", unit="img"):
-        lr8, hr8 = metrics.to_uint8(lr), metrics.to_uint8(hr)
-        sr8 = serve(images=tf.constant(lr8[None]))["sr"][0].numpy()
-        for name, img in (("bicubic", imresize.upscale_bicubic(lr8, scale)), ("model", sr8)):
-            rows[name].append((metrics.psnr_y(hr8, img, scale), metrics.ssim_y(hr8, img, scale)))
-    return {name: tuple(float(np.mean(col)) for col in zip(*vals)) for name, vals in rows.items()}
+    """Mean (PSNR-Y, SSIM-Y) of bicubic and of the export on (lr, hr) float [0, 1] pairs, scored by
+    sr_keras.evaluation.scoring.score_pair: {"bicubic": (psnr, ssim), "model": (psnr, ssim)}."""
+    up = load_upscaler(export_dir, "--export")
+    scores = results.Scores(("psnr", "ssim"))
+    for i, (lr, hr) in enumerate(tqdm(pairs, desc="scoring test images", unit="img")):
+        image = f"test image {i + 1}"
+        lr8, hr8 = metrics.float_to_uint8(lr), metrics.float_to_uint8(hr)
+        for name, _, values in score_pair(lr8, hr8, scale, [("model", up)], image, scores.metrics):
+            scores.add(image, None, scale, name, values)
+    return {row["model"]: (row["psnr"], row["ssim"]) for row in scores.rows()}
 
 
 def format_table(scores, n, scale):
@@ -272,7 +272,8 @@ class Options:
         tile_overlap: LR pixels of context around each tile.
         degrade: a degradations.EvalDegradation added to every LR image (seeded by the image's name)
             before the centre crop and any model, or None; scores are against the clean HR.
-        trust_model: run bare SavedModels unchecked (sr_keras.infer.inference.load_upscaler).
+        trust_model: vouch for SavedModels without model.keras; their graphs are still checked
+            (sr_keras.infer.inference.load_upscaler).
         metrics: the metrics to compute (sr_keras.evaluation.results.METRICS order); with "niqe" the HR images
             get a row of their own.
     """
@@ -287,22 +288,15 @@ class Options:
 
 
 def _score_image(image, read, track, ups, options):
-    """(lr, hr, [(row name, sr, {metric: value})]) of one image: bicubic, each model, then (with NIQE)
-    the HR image's own row, its sr None; UserError naming the image when it cannot be read or a model
-    cannot take it."""
-    scale = track.scale
+    """(lr, hr, score_pair's rows) of one image, its LR degraded and cropped as `options` say;
+    UserError naming the image when it cannot be read or a model cannot take it."""
     lr, hr = read()
     if options.degrade:
         lr = options.degrade.apply(lr, image)
     if options.protocol == "center180":
-        lr, hr = center_crop(lr, hr, scale)
-    outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
-    for name, up in ups:
-        with model_errors(f"image {image} of {track.label}, model {name}", lr.shape[1], lr.shape[0], "--tile"):
-            outputs.append((name, upscale_image(up, lr, tile=options.tile, overlap=options.tile_overlap)))
-    if "niqe" in options.metrics:
-        outputs.append((results.REFERENCE, None))
-    return lr, hr, [(name, sr, score(hr, sr, scale, image, options.metrics)) for name, sr in outputs]
+        lr, hr = center_crop(lr, hr, track.scale)
+    return lr, hr, score_pair(lr, hr, track.scale, ups, image, options.metrics, tile=options.tile,
+                              overlap=options.tile_overlap, where=f"image {image} of {track.label}")
 
 
 def evaluate_track(track, ups, options, scores, out):

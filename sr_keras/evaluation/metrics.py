@@ -36,7 +36,7 @@ def min_scorable_size(scale):
     return -(-need // scale) * scale
 
 
-def to_uint8(img):
+def float_to_uint8(img):
     """Float image in [0, 1] -> uint8, rounded then clipped."""
     return np.clip(np.round(np.asarray(img, np.float64) * 255.0), 0, 255).astype(np.uint8)
 

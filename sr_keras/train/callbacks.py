@@ -11,7 +11,7 @@ import numpy as np
 
 from sr_keras.core.errors import UserError, first_line
 from sr_keras.data.imresize import upscale_bicubic
-from sr_keras.evaluation.metrics import to_uint8
+from sr_keras.evaluation.metrics import float_to_uint8
 from sr_keras.train import runs
 from sr_keras.train.settings import RunState
 
@@ -171,7 +171,7 @@ class ImagePanel(keras.callbacks.Callback):
 
         with self.writer.as_default(), _applied(self.average):
             for i, (lr, bicubic, hr) in enumerate(self.pairs):
-                sr = to_uint8(keras.ops.convert_to_numpy(
+                sr = float_to_uint8(keras.ops.convert_to_numpy(
                     keras.ops.cast(self.generator(lr[None], training=False)[0], "float32")))
                 panel = np.concatenate([bicubic, sr, hr], axis=1)
                 tf.summary.image(f"val_panel/{i}", panel[None], step=epoch,
@@ -190,7 +190,7 @@ def _panel_crop(lr, hr, scale):
     top, left = (lr.shape[0] - h) // 2, (lr.shape[1] - w) // 2
     lr = lr[top:top + h, left:left + w]
     hr = hr[top * scale:(top + h) * scale, left * scale:(left + w) * scale]
-    return lr, upscale_bicubic(to_uint8(lr), scale), to_uint8(hr)
+    return lr, upscale_bicubic(float_to_uint8(lr), scale), float_to_uint8(hr)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -53,6 +53,14 @@ def test_read_rgb_rounds_48bit_colour_png_not_high_byte(tmp_path):
     np.testing.assert_array_equal(imageio.read_rgb(tmp_path / "rgb48.png"), [[[2, 1, 255], [0, 128, 2]]])
 
 
+def test_uint16_to_uint8_rounds_levels_by_257_and_keeps_uint8_as_is():
+    levels = np.array([0, 128, 129, 32767, 32896, 65535], np.uint16)
+    out = imageio.uint16_to_uint8(levels)
+    assert out.dtype == np.uint8 and out.tolist() == [0, 0, 1, 127, 128, 255]
+    eight = np.array([0, 7, 255], np.uint8)
+    assert imageio.uint16_to_uint8(eight) is eight
+
+
 def test_read_image_keeps_16bit_grey_and_alpha(tmp_path):
     levels = np.array([[0, 1000], [40000, 65535]], np.uint16)
     Image.fromarray(levels).save(tmp_path / "grey16.png")

@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from sr_keras.archs import models
 from sr_keras.cli import evaluate
-from sr_keras.evaluation import benchmark, figures, tensorboard
+from sr_keras.evaluation import benchmark, figures, scoring, tensorboard
 
 
 # ---- an independent scorer (the SPEC's convention written out again, not sr_keras.evaluation.metrics)
@@ -382,7 +382,7 @@ def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos,
     hr_dir.mkdir()
     for name, height in (("a_ok", 72), ("b_oom", 80), ("c_nan", 88)):  # told apart by their LR heights
         Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[:height, :96])).save(hr_dir / f"{name}.png")
-    real = benchmark.upscale_image
+    real = scoring.upscale_image
     failing = {20: tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
                22: UserError("--model 'x': model output is not finite (NaN or inf); nothing is written")}
 
@@ -391,7 +391,7 @@ def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos,
             raise failing[lr.shape[0]]
         return real(up, lr, **kwargs)
 
-    monkeypatch.setattr(benchmark, "upscale_image", flaky)
+    monkeypatch.setattr(scoring, "upscale_image", flaky)
     out = tmp_path / "ev"
     code, stdout, err = run(["--hr-dir", str(hr_dir), "--scale", "4", "--model", f"tiny={tiny[1]}",
                              "--figures", "-1", "--out", str(out)], capsys)

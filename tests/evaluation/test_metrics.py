@@ -98,10 +98,10 @@ def test_ssim_orders_by_degradation():
     assert metrics.psnr_y(hr, light, 4) > metrics.psnr_y(hr, heavy, 4)
 
 
-def test_to_uint8_rounds_and_clips():
+def test_float_to_uint8_rounds_and_clips():
     x = np.array([0.4, 0.6, 127.5 - 0.01, 127.5 + 0.01, 254.6, 300.0, -5.0]) / 255.0
-    assert metrics.to_uint8(x).tolist() == [0, 1, 127, 128, 255, 255, 0]
-    assert metrics.to_uint8(x).dtype == np.uint8
+    assert metrics.float_to_uint8(x).tolist() == [0, 1, 127, 128, 255, 255, 0]
+    assert metrics.float_to_uint8(x).dtype == np.uint8
 
 
 def test_tf_versions_match_scikit_image():

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.core.errors import UserError
-from sr_keras.evaluation.metrics import to_uint8
+from sr_keras.evaluation.metrics import float_to_uint8
 from sr_keras.exports.savedmodel import export_model, recover_export_dir
 from sr_keras.infer.inference import load_upscaler
 from sr_keras.infer.loading import load_generator_config
@@ -38,7 +38,7 @@ def test_serving_signature_is_uint8_any_size_and_rounds_the_model_output(tmp_pat
     x = np.random.default_rng(0).integers(0, 256, (2, 13, 21, 3), dtype=np.uint8)
     y = fn(**{name: tf.constant(x)})["sr"].numpy()
     assert y.dtype == np.uint8 and y.shape == (2, 26, 42, 3)
-    expected = to_uint8(tiny(x.astype("float32") / 255.0).numpy())
+    expected = float_to_uint8(tiny(x.astype("float32") / 255.0).numpy())
     assert np.abs(y.astype(int) - expected).max() <= 1  # float reassociation may flip a .5 rounding
     assert (y == expected).mean() > 0.99
 
