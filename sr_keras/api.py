@@ -4,7 +4,7 @@
     big = sr_keras.upscale(pixels, model="srresnet_x4")    # uint8 HxWx3 in, uint8 (4H)x(4W)x3 out
     upscaler = sr_keras.load("srresnet_x4")                # sr_keras.infer.inference.Upscaler
 
-Names resolve as for `upscale.py --model` (sr_keras.infer.loading.resolve_model): the repository's
+Names resolve as for `upscale.py --model` (sr_keras.infer.loading.resolve): the repository's
 saved_models/, then $SR_KERAS_MODELS. The result is what upscale.py writes for the same picture: the
 same tiles, grey stays grey, alpha is upscaled with bicubic. A SavedModel folder without model.keras
 is refused, as by upscale.py, unless `trust_model=True` vouches for it (for SavedModels you wrote
@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from sr_keras.core.tfbanner import hide_tensorflow_banner
-from sr_keras.infer.loading import resolve_model
+from sr_keras.infer.loading import resolve
 from sr_keras.infer.upscaler import Upscaler
 
 _CACHE = {}  # (real path, modification time, trusted) -> Upscaler
@@ -45,11 +45,11 @@ def load(name_or_path, trust_model=False):
     hide_tensorflow_banner()
     from sr_keras.infer.inference import load_upscaler
 
-    path = resolve_model(name_or_path, "model")
+    ref = resolve(name_or_path, "model", check=False)  # a SavedModel alone: checked by load_upscaler, once
     # a re-export replaces the folder (a new modification time), so it is loaded again
-    key = (os.path.realpath(path), os.stat(path).st_mtime_ns, bool(trust_model))
+    key = (os.path.realpath(ref.path), os.stat(ref.path).st_mtime_ns, bool(trust_model))
     if key not in _CACHE:
-        _CACHE[key] = load_upscaler(path, "model", trust_model=bool(trust_model))
+        _CACHE[key] = load_upscaler(ref, "model", trust_model=bool(trust_model))
     return _CACHE[key]
 
 

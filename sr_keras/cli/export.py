@@ -67,9 +67,9 @@ def check_out(out, fmt):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    from sr_keras.infer.loading import resolve_model
+    from sr_keras.infer.loading import resolve
 
-    path = resolve_model(args.model, "MODEL")
+    ref = resolve(args.model, "MODEL", check=False)  # a SavedModel alone is refused by load_keras_model, never run
     out = args.out or default_out(args.model, args.format, args.fp16)
     if args.format == "tflite":
         check_out(out, args.format)
@@ -81,7 +81,7 @@ def main(argv=None):
 
     if args.format == "savedmodel":
         check_out(out, args.format)
-    model = load_keras_model(path, "MODEL")
+    model = load_keras_model(ref, "MODEL")
     if args.format == "tflite":
         from sr_keras.exports.tflite import export_tflite
 
@@ -91,4 +91,4 @@ def main(argv=None):
     else:
         from sr_keras.exports.interpolation import export_config
 
-        print(f"wrote {export_model(model, out, export_config(path, model, 'MODEL', args.model, label='MODEL '))}")
+        print(f"wrote {export_model(model, out, export_config(ref.path, model, 'MODEL', ref.given, label='MODEL '))}")

@@ -100,7 +100,7 @@ def main(argv=None):
 
         print(format_models(list_models()))
         return
-    from sr_keras.infer.loading import resolve_model
+    from sr_keras.infer.loading import resolve
     from sr_keras.infer.pictures import Output, Tiling, collect_inputs, file_identity
 
     output = Output(ext=output_format(args), quality=args.quality, outscale=args.outscale, suffix=args.suffix)
@@ -119,7 +119,8 @@ def main(argv=None):
     if not files:  # one line naming every input that gave nothing
         raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
                         "give image files or folders that hold images")
-    model = resolve_model(args.model, "--model")
+    # resolved once, here; a SavedModel alone is checked by load_upscaler, after the output checks
+    model = resolve(args.model, "--model", check=False)
     with removed_if_left_empty(out_dir):  # a refused model or no image written leaves no folder made here
         _upscale(args, model, files, problems, out_dir, output,
                  Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles))

@@ -14,18 +14,16 @@ output is not finite is refused, never written; a SavedModel or TFLite model ret
 NaN or inf has already become some pixel value, so theirs cannot be detected here.
 
 Running them on pictures of any size, tile by tile, is sr_keras.infer.tiling's (upscale_image, upscale_bands,
-tile_side, re-exported here); the tile margin comes from sr_keras.infer.reach (the Keras layer graph, or an
-impulse probe through a checked SavedModel). A SavedModel whose reach exceeds the probe runs each
-picture in one pass.
+tile_side, re-exported here); the tile margin comes from sr_keras.infer.reach: the Keras layer graph, else
+the one impulse probe (Upscaler.measure_reach) through whatever runs the model (a checked SavedModel, a
+TFLite model, a Keras model with a layer reach.py does not know). A model whose reach exceeds the probe
+runs each picture in one pass.
 """
-import os
-
 import numpy as np
 import tensorflow as tf
 
 from sr_keras.core.errors import UserError, first_line
-from sr_keras.infer.loading import (TFLITE_SUFFIX, is_savedmodel_only, load_generator_config, load_keras_model,
-    resolve_model, shape_text)
+from sr_keras.infer.loading import load_generator_config, load_keras_model, resolve, shape_text
 from sr_keras.infer.memory import ACT_OVERHEAD, check_call_memory, memory_left
 from sr_keras.infer.model_safety import SIGNATURE, check_savedmodel
 from sr_keras.infer.reach import PROBE_REACH, analyse, probe_reach, receptive_radius
@@ -42,21 +40,22 @@ def load_upscaler(path, flag="--model", trust_model=False):
     """Load a model for upscaling; raise UserError naming `path` (one line) when it cannot be.
 
     Args:
-        path: an export folder (its model.keras, else its SavedModel signature), a .keras file, a
-            .tflite file written by sr_keras.exports.tflite.export_tflite (run by LiteRT), or a model name
-            (sr_keras.infer.loading.resolve_model).
+        path: a ModelRef (sr_keras.infer.loading.resolve), or what resolve takes: an export folder (its
+            model.keras, else its SavedModel signature), a .keras file, a .tflite file written by
+            sr_keras.exports.tflite.export_tflite (run by LiteRT), or a model name.
         flag: the command-line flag that gave `path`, for error messages.
         trust_model: vouch for a SavedModel without model.keras (refused otherwise); its graph is still
             checked to run only tensor math (sr_keras.infer.model_safety). Only for SavedModels you wrote yourself.
     """
-    path = resolve_model(path, flag)
-    if os.path.isfile(path) and path.endswith(TFLITE_SUFFIX):
+    ref = resolve(path, flag, trust_model)
+    if ref.kind == "tflite":
         from sr_keras.infer.tflite_runner import load_tflite_upscaler
 
-        return load_tflite_upscaler(path, flag)
-    if is_savedmodel_only(path):
-        return _from_savedmodel(path, flag, trust_model)
-    model = load_keras_model(path, flag)
+        return load_tflite_upscaler(ref.path, flag)
+    if ref.kind == "savedmodel":
+        return _from_savedmodel(ref, flag)
+    path = ref.path
+    model = load_keras_model(ref, flag)
 
     def quantised(dtype):
         # In-graph scaling and rounding: NumPy only ever sees integer tiles (memory), and the rounding
@@ -77,15 +76,19 @@ def load_upscaler(path, flag="--model", trust_model=False):
         return checked
 
     radius, act_bytes = analyse(model)
-    return Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes,
-                    config=load_generator_config(path), flag=flag)
+    upscaler = Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes,
+                        config=load_generator_config(path), flag=flag)
+    if radius is None:  # a layer whose spatial extent reach.py does not know: measured instead
+        upscaler.measure_reach()
+    return upscaler
 
 
 def open_savedmodel(path, flag="--model", trust_model=False):
     """A SavedModel's uint8 serving signature, checked (sr_keras.infer.model_safety) before any of it runs.
 
     Args:
-        path: a SavedModel folder.
+        path: a SavedModel folder, or its ModelRef (sr_keras.infer.loading.resolve; not checked again
+            when resolve has checked it).
         flag: the command-line flag that gave it, for error messages.
         trust_model: the user vouches for it (refused otherwise); its graph is checked all the same.
 
@@ -97,7 +100,10 @@ def open_savedmodel(path, flag="--model", trust_model=False):
         UserError: one line naming the model when it is refused, unloadable, or its signature does not
             take and return uint8 image batches.
     """
-    check_savedmodel(path, flag, trust_model=trust_model)
+    ref = resolve(path, flag, trust_model)
+    path = ref.path
+    if not ref.checked:  # an export folder's SavedModel too: whatever is loaded here is checked first
+        check_savedmodel(path, flag, trust_model=trust_model)
     # A third guard beside the check's refusal of api_implements: the optimiser pass that swaps
     # functions by that attribute is off (this package's own models carry none).
     tf.config.optimizer.set_experimental_options({"implementation_selector": False})
@@ -137,10 +143,10 @@ def open_savedmodel(path, flag="--model", trust_model=False):
     return root, run_uint8
 
 
-def _from_savedmodel(path, flag, trust_model=False):
-    """An Upscaler calling a SavedModel's uint8 serving signature, checked before any of it runs."""
-    _, run_uint8 = open_savedmodel(path, flag, trust_model)
-    upscaler = Upscaler(path, run_uint8, through_uint8(run_uint8), config=load_generator_config(path), flag=flag)
-    upscaler.radius = probe_reach(upscaler.batch, upscaler.scale, flag, path)  # batch: its output shape checked
-    upscaler.whole_image = upscaler.radius is None  # it reaches past the probe: no margin is known to be enough
+def _from_savedmodel(ref, flag):
+    """An Upscaler calling the uint8 serving signature of a checked SavedModel (a ModelRef resolve checked)."""
+    _, run_uint8 = open_savedmodel(ref, flag)
+    upscaler = Upscaler(ref.path, run_uint8, through_uint8(run_uint8), config=load_generator_config(ref.path),
+                        flag=flag)
+    upscaler.measure_reach()
     return upscaler

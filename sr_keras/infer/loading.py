@@ -7,8 +7,13 @@ named by the environment variable `SR_KERAS_MODELS`, from any working directory:
 of the working directory does not shadow it (`./NAME` names that one). An export folder carries
 `generator.json` (the generator's `GeneratorConfig`); exports written before it existed have none.
 
+A command resolves what the user gave once, at its edge (`resolve`), into a `ModelRef`: the path, its
+kind and, for a SavedModel without model.keras, whether its graph has been checked; the loaders take
+that reference (or a name or path, which they resolve once themselves).
+
 TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
 """
+import dataclasses
 import os
 import zipfile
 from pathlib import Path
@@ -98,37 +103,91 @@ def is_savedmodel_only(path):
         and os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
-def resolve_checked(name_or_path, flag="--model", trust_model=False):
-    """resolve_model, then, for a SavedModel folder without model.keras (a program: sr_keras.infer.model_safety),
-    its check: cheap (only saved_model.pb is parsed, nothing runs), so a command calls it before anything
-    slow or destructive.
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """A model resolved once (`resolve`), as the loaders take it.
+
+    Attributes:
+        path: the resolved path.
+        given: the value as the user gave it (a model name or a path).
+        kind: "tflite" (a .tflite file), "savedmodel" (a SavedModel folder without model.keras: a
+            program), "export" (a folder with model.keras), "keras" (a path ending in .keras), or
+            "other" (any other existing path: its loader says why it cannot take it).
+        checked: a "savedmodel" whose graph sr_keras.infer.model_safety has passed (the user vouched
+            for it). Only `resolve` sets it: a ModelRef made elsewhere is unchecked, so it cannot carry
+            a SavedModel past the check.
+    """
+    path: str
+    given: str
+    kind: str
+    checked: bool = dataclasses.field(default=False, init=False)
+
+
+def _kind(path):
+    """The ModelRef kind of an existing path, as the loaders dispatch on it."""
+    if os.path.isfile(path) and path.endswith(TFLITE_SUFFIX):
+        return "tflite"
+    if is_savedmodel_only(path):
+        return "savedmodel"
+    if os.path.isdir(path):
+        return "export" if os.path.isfile(os.path.join(path, KERAS_FILE)) else "other"
+    return "keras" if path.endswith(".keras") else "other"
+
+
+def resolve(name_or_path, flag="--model", trust_model=False, check=True):
+    """A model given as a name, a path or a ModelRef, resolved once; a SavedModel without model.keras
+    (a program: sr_keras.infer.model_safety) is checked, which is cheap (only saved_model.pb is parsed,
+    nothing runs), so a command calls this before anything slow or destructive.
 
     Args:
-        name_or_path: a path or a model name (see resolve_model).
+        name_or_path: a path or a model name (see resolve_model), or a ModelRef (returned as it is,
+            once checked where `check` asks for it).
         flag: the command-line flag that gave it, for error messages.
         trust_model: the user vouches for a SavedModel without model.keras (--trust-model); without it
             such a model is refused, with it its graph is still checked.
+        check: check such a SavedModel now; False leaves it unchecked for a caller that checks it later
+            (load_upscaler does, before it runs) or loads only Keras models.
 
     Returns:
-        (path, savedmodel_only): the path, and whether it is a SavedModel folder without model.keras.
+        ModelRef.
 
     Raises:
         UserError: one line naming the value, when it is not found or the SavedModel is refused.
     """
-    path = resolve_model(name_or_path, flag)
-    savedmodel_only = is_savedmodel_only(path)
-    if savedmodel_only:
+    if isinstance(name_or_path, ModelRef):
+        ref = name_or_path
+    else:
+        path = resolve_model(name_or_path, flag)
+        ref = ModelRef(path, os.fspath(name_or_path), _kind(path))
+    if check and ref.kind == "savedmodel" and not ref.checked:
         from sr_keras.infer.model_safety import check_savedmodel
 
-        check_savedmodel(path, flag, trust_model=trust_model)
-    return path, savedmodel_only
+        check_savedmodel(ref.path, flag, trust_model=trust_model)
+        ref = ModelRef(ref.path, ref.given, ref.kind)
+        object.__setattr__(ref, "checked", True)  # the one place a ModelRef is marked checked
+    return ref
+
+
+def resolve_checked(name_or_path, flag="--model", trust_model=False):
+    """(path, savedmodel_only) of `resolve`, for callers that pass a path on rather than the ModelRef.
+
+    Args:
+        name_or_path: a path or a model name (see resolve_model).
+        flag: the command-line flag that gave it, for error messages.
+        trust_model: as resolve's.
+
+    Raises:
+        UserError: one line naming the value, when it is not found or the SavedModel is refused.
+    """
+    ref = resolve(name_or_path, flag, trust_model)
+    return ref.path, ref.kind == "savedmodel"
 
 
 def load_keras_model(path, flag="--model"):
     """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
 
     Args:
-        path: a path or a model name (see resolve_model).
+        path: a ModelRef, a path or a model name (see resolve_model).
         flag: the command-line flag that gave it, for error messages.
 
     Returns:
@@ -137,7 +196,7 @@ def load_keras_model(path, flag="--model"):
     Raises:
         UserError: one line naming the path, for anything that is not a loadable Keras model.
     """
-    path = resolve_model(path, flag)
+    path = resolve(path, flag, check=False).path  # a SavedModel alone is refused below, never run
     keras_file = os.path.join(path, KERAS_FILE) if os.path.isdir(path) else path
     if os.path.isdir(path) and not os.path.isfile(keras_file):
         raise UserError(f"{flag} '{path}' is a folder without {KERAS_FILE}: {_HINT}")

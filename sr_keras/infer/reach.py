@@ -3,7 +3,9 @@ so that tiles given that margin are seamless.
 
 `analyse(model)` reads it from a Keras model's layer graph (an upper bound, with the largest activation
 per LR pixel, which sizes tiles to a memory budget); `probe_reach(run_uint8, scale)` measures it through
-a model that can only be run (a checked SavedModel signature). Neither imports TensorFlow.
+a model that can only be run (a checked SavedModel signature, a TFLite model, a Keras model whose graph
+analyse cannot read), for every runtime alike (sr_keras.infer.upscaler.Upscaler.measure_reach). Neither
+imports TensorFlow.
 """
 import math
 
@@ -19,7 +21,8 @@ _POINTWISE = {
 }
 
 
-# The widest margin (LR pixels) probe_reach can measure; a model reaching further runs whole pictures.
+# The widest margin (LR pixels) probe_reach can measure; for a model reaching further it gives None, and
+# the model runs each picture in one pass (Upscaler.measure_reach).
 PROBE_REACH = 48
 
 

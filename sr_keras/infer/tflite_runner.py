@@ -21,7 +21,6 @@ import numpy as np
 
 from sr_keras.core.errors import UserError, first_line
 from sr_keras.infer.loading import MAX_SCALE
-from sr_keras.infer.reach import PROBE_REACH
 from sr_keras.infer.upscaler import Upscaler, through_uint8
 
 # TFLite BuiltinOperator codes (tensorflow/compiler/mlir/lite/schema/schema.fbs) of tensor math: no
@@ -38,9 +37,6 @@ ALLOWED_OPS = {
     116: "ROUND", 117: "HARD_SWISH", 130: "BROADCAST_TO", 150: "GELU",
 }
 _CUSTOM = 32
-# The widest receptive radius (LR pixels) the impulse probe can see (the SavedModel probe's); a model
-# reaching further is tiled with this margin plus the user's overlap.
-_PROBE_RADIUS = PROBE_REACH
 
 
 class _Table:
@@ -299,28 +295,13 @@ class _LocalRunner:
         return self.it.get_tensor(self.out).copy()
 
 
-def probe_radius(run, scale):
-    """LR pixels of context an output pixel depends on, measured: one input pixel of a random image is
-    changed and the farthest changed output pixel is found; None when it reaches the probe's border."""
-    side = 2 * _PROBE_RADIUS + 1
-    x = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), dtype=np.uint8)
-    y = x.copy()
-    y[0, _PROBE_RADIUS, _PROBE_RADIUS] = 255 - y[0, _PROBE_RADIUS, _PROBE_RADIUS]
-    changed = np.argwhere(np.any(run(x) != run(y), axis=3)[0])
-    if not len(changed):
-        return 0
-    centre = (_PROBE_RADIUS + 0.5) * scale
-    reach = int(np.ceil((np.abs(changed + 0.5 - centre).max() + scale / 2) / scale))
-    # +1: changes too small to move a rounded level still exist a little farther out
-    return None if reach >= _PROBE_RADIUS else reach + 1
-
-
 def load_tflite_upscaler(path, flag="--model"):
-    """An inference.Upscaler running a .tflite file whose ops are all in ALLOWED_OPS.
+    """An inference.Upscaler running a .tflite file whose ops are all in ALLOWED_OPS; its tile margin is
+    measured as a SavedModel's is (Upscaler.measure_reach).
 
     Raises:
         UserError: one line naming the file, for an unreadable file, a refused op, or a model that
-            is not a uint8 image upscaler.
+            is not a uint8 image upscaler (a crash of the interpreter on a probe included).
     """
     try:
         with open(path, "rb") as f:
@@ -332,11 +313,6 @@ def load_tflite_upscaler(path, flag="--model"):
         run = _Runner(data)
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{flag} '{path}': cannot load the TFLite model: {first_line(e)}") from e
-
-    try:
-        upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
-        radius = probe_radius(upscaler.batch, upscaler.scale)  # batch: its output shape is checked
-    except RuntimeError as e:  # the interpreter crashed or refused the probe
-        raise UserError(f"{flag} '{path}': {first_line(e)}") from e
-    upscaler.radius = _PROBE_RADIUS if radius is None else radius
+    upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
+    upscaler.measure_reach()
     return upscaler

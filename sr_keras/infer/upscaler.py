@@ -1,6 +1,7 @@
 """The loaded model every runtime gives (`Upscaler`), with what the runtimes share: a model call that
 SIGTERM and Ctrl-C can still end (`interruptible`), and 16-bit data through an 8-bit model
-(`through_uint8`). NumPy only: sr_keras.infer.inference (Keras, SavedModel) and sr_keras.infer.tflite_runner (LiteRT) both
+(`through_uint8`), and the one rule for a tile margin measured through the model (`measure_reach`).
+NumPy only: sr_keras.infer.inference (Keras, SavedModel) and sr_keras.infer.tflite_runner (LiteRT) both
 build on it, so neither imports the other, and `isinstance(x, Upscaler)` imports no TensorFlow."""
 import threading
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from sr_keras.core.errors import UserError
 from sr_keras.infer.loading import CONFIG_FILE, probe_scale
+from sr_keras.infer.reach import probe_reach
 
 
 class Upscaler:
@@ -31,6 +33,19 @@ class Upscaler:
 
     def __call__(self, lr):
         return self.batch(lr[None])[0]
+
+    def measure_reach(self):
+        """Set `radius` from the impulse probe (sr_keras.infer.reach.probe_reach) run through `batch`, so
+        its output is checked: for every model whose layer graph cannot be read (a SavedModel, a TFLite
+        model, a Keras model with a layer reach.py does not know). A model reaching past the probe gets
+        no radius and `whole_image`: no tile margin is known to be seamless, so each picture runs in one
+        pass.
+
+        Raises:
+            UserError: one line naming the model when it fails on the probe image.
+        """
+        self.radius = probe_reach(self.batch, self.scale, self.flag, self.path)
+        self.whole_image = self.radius is None
 
     def batch(self, lrs):
         """N x H x W x 3 uint8/uint16 images -> N x sH x sW x 3, same dtype, in one model call.

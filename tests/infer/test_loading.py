@@ -11,8 +11,8 @@ from PIL import Image
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.core.errors import UserError
 import sr_keras
-from sr_keras.infer.loading import (known_models, load_generator_config, load_keras_model, probe_scale,
-    resolve_checked, resolve_model)
+from sr_keras.infer.loading import (ModelRef, known_models, load_generator_config, load_keras_model, probe_scale,
+    resolve, resolve_checked, resolve_model)
 
 REPO_MODELS = Path(sr_keras.__file__).resolve().parent.parent / "saved_models"
 
@@ -177,6 +177,28 @@ def test_resolve_checked_checks_only_a_savedmodel_folder_without_model_keras(use
     # "served" holds an empty saved_model.pb: parsed, it has no object graph (a TF1 SavedModel)
     with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
         resolve_checked("served", "--init-generator", trust_model=True)
+
+
+def test_resolve_gives_one_model_ref_naming_the_kind_the_loaders_dispatch_on(user_models):
+    (user_models / "lite.tflite").write_bytes(b"")
+    kinds = {given: resolve(given) for given in ("mine_x2", "demo_x4", "lite", str(user_models / "notes"))}
+    assert kinds["mine_x2"] == ModelRef(str(user_models / "mine_x2.keras"), "mine_x2", "keras")
+    assert [ref.kind for ref in kinds.values()] == ["keras", "export", "tflite", "other"]
+    assert not any(ref.checked for ref in kinds.values())  # nothing to check: their loaders check them
+    assert all(resolve(ref) is ref for ref in kinds.values())  # a ModelRef is not resolved again
+
+
+def test_a_savedmodel_ref_is_checked_by_resolve_and_no_hand_made_ref_skips_the_check(user_models):
+    unchecked = resolve("served", "--init-generator", check=False)
+    assert (unchecked.kind, unchecked.checked) == ("savedmodel", False)
+    # the check resolve runs at once, or on the unchecked ModelRef later: the same messages either way
+    for given in ("served", unchecked, ModelRef(str(user_models / "served"), "served", "savedmodel")):
+        with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: a SavedModel without model.keras"):
+            resolve(given, "--init-generator")
+        with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
+            resolve(given, "--init-generator", trust_model=True)
+    with pytest.raises(TypeError):
+        ModelRef(str(user_models / "served"), "served", "savedmodel", True)  # only resolve marks one checked
 
 
 def _export_with_config(tmp_path, text):

@@ -6,9 +6,6 @@ that would touch the file system aims at a marker file in tmp_path, and the test
 """
 import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -345,6 +342,40 @@ def test_our_own_savedmodel_only_export_is_refused_unless_trusted_then_passes_th
     for up in (load_upscaler(path, trust_model=True), sr_keras.load(path, trust_model=True)):
         assert up.scale == 4 and np.abs(up(lr).astype(int) - want).max() <= 1
     assert np.abs(sr_keras.upscale(lr, model=path, tile=0, trust_model=True).astype(int) - want).max() <= 1
+
+
+def test_each_path_resolves_a_model_once_and_checks_a_savedmodel_alone_once(sm_only, tmp_path, monkeypatch):
+    from sr_keras import api
+    from sr_keras.infer import inference, loading, model_safety
+
+    generator, path = sm_only
+    calls = []
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(loading, "resolve_model", counted("resolve", loading.resolve_model))
+    check = counted("check", model_safety.check_savedmodel)
+    monkeypatch.setattr(model_safety, "check_savedmodel", check)
+    monkeypatch.setattr(inference, "check_savedmodel", check)
+    monkeypatch.setattr(api, "_CACHE", {})
+    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "in.png")
+    export = os.path.join(os.path.dirname(path), "export")
+    for load in (lambda: load_upscaler(path, trust_model=True), lambda: sr_keras.load(path, trust_model=True),
+                 lambda: gan.load_init_generator(CONFIG.build(), path, CONFIG, trust_model=True),
+                 lambda: upscale_cli.main(["--trust-model", "--model", path, str(tmp_path / "in.png"), "--out",
+                                           str(tmp_path / "up")])):
+        calls.clear()
+        load()
+        assert calls == ["resolve", "check"]
+    for load in (lambda: load_upscaler(export), lambda: gan.load_init_generator(CONFIG.build(), export, CONFIG)):
+        calls.clear()
+        load()  # model.keras: loaded in safe mode, no graph to check
+        assert calls == ["resolve"]
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "interpolate", "train_srresnet"])

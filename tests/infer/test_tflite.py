@@ -134,8 +134,45 @@ def test_a_tflite_asking_for_a_huge_output_is_refused_and_the_interpreter_never_
     with pytest.raises(UserError) as e:
         load_upscaler(bomb)
     text = str(e.value)
-    assert text.startswith(f"--model '{bomb}': the TFLite interpreter crashed on an input of ")
-    assert "killed by signal" in text and "\n" not in text
+    # reported as every runtime's failure on the reach probe is (sr_keras.infer.reach.probe_reach)
+    assert text.startswith(f"--model '{bomb}' cannot upscale a 97x97 RGB image: the TFLite interpreter crashed "
+                           "on an input of 97x97 (killed by signal ")
+    assert "\n" not in text
     # this process is fine and runs the next model
     ok = load_upscaler(_resize_tflite(tmp_path / "x2.tflite", lambda hw: hw * 2))
     assert ok.scale == 2 and upscale_image(ok, np.zeros((5, 7, 3), np.uint8), tile=0).shape == (10, 14, 3)
+
+
+
+def test_the_tflite_savedmodel_and_keras_upscalers_of_one_model_get_one_radius_from_one_probe(generator, exported,
+                                                                                             tmp_path):
+    import keras
+
+    path, _ = exported
+    serving_module(generator).write_out(str(tmp_path / "sm"), verbose=False)  # a SavedModel alone
+    # a layer the graph reader does not know (identity when not training): the Keras upscaler is probed too
+    inp = keras.Input((None, None, 3))
+    keras.Model(inp, generator(keras.layers.GaussianNoise(0.1)(inp))).save(tmp_path / "unread.keras")
+    lite, saved = load_upscaler(path), load_upscaler(str(tmp_path / "sm"), trust_model=True)
+    unread = load_upscaler(str(tmp_path / "unread.keras"))
+    assert lite.radius == saved.radius == unread.radius and not (lite.whole_image or unread.whole_image)
+    # the probe (its measured reach, plus one) covers the radius read from the plain model's layer graph
+    generator.save(tmp_path / "g.keras")
+    graph = load_upscaler(str(tmp_path / "g.keras")).radius
+    assert graph <= lite.radius <= graph + 1
+
+
+def test_a_tflite_reaching_past_the_probe_runs_whole_pictures_as_a_savedmodel_does(tmp_path):
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images):  # every output pixel depends on the whole picture (its mean)
+        x = tf.cast(images, tf.float32)
+        x = 0.5 * x + 0.5 * tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        return {"sr": tf.cast(tf.image.resize(x, tf.shape(images)[1:3] * 2, method="nearest"), tf.uint8)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], None)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    (tmp_path / "mean.tflite").write_bytes(converter.convert())
+    up = load_upscaler(str(tmp_path / "mean.tflite"))
+    assert up.scale == 2 and up.radius is None and up.whole_image
+    lr = np.random.default_rng(3).integers(0, 256, (120, 110, 3), dtype=np.uint8)  # wider than twice the probe
+    np.testing.assert_array_equal(upscale_image(up, lr, tile=8), upscale_image(up, lr, tile=0))
