@@ -19,10 +19,9 @@ import os
 import numpy as np
 
 from sr_keras.core.tfbanner import hide_tensorflow_banner
-from sr_keras.infer.loading import resolve
 from sr_keras.infer.upscaler import Upscaler
 
-_CACHE = {}  # (real path, modification time, trusted) -> Upscaler
+_CACHE = None  # an inference.ModelCache, made on first use (importing it imports TensorFlow)
 
 
 def load(name_or_path, trust_model=False):
@@ -43,14 +42,12 @@ def load(name_or_path, trust_model=False):
     if isinstance(name_or_path, Upscaler):
         return name_or_path
     hide_tensorflow_banner()
-    from sr_keras.infer.inference import load_upscaler
+    global _CACHE
+    if _CACHE is None:
+        from sr_keras.infer.inference import ModelCache
 
-    ref = resolve(name_or_path, "model", check=False)  # a SavedModel alone: checked by load_upscaler, once
-    # a re-export replaces the folder (a new modification time), so it is loaded again
-    key = (os.path.realpath(ref.path), os.stat(ref.path).st_mtime_ns, bool(trust_model))
-    if key not in _CACHE:
-        _CACHE[key] = load_upscaler(ref, "model", trust_model=bool(trust_model))
-    return _CACHE[key]
+        _CACHE = ModelCache()
+    return _CACHE.get(name_or_path, "model", trust_model)
 
 
 def _pixels(image):

@@ -2,7 +2,8 @@
 import dataclasses
 import json
 
-ARCHITECTURES = ("srresnet", "rrdbnet")
+from sr_keras.archs.registry import ARCHITECTURES, DEFAULT
+
 SCALES = (2, 3, 4, 8)  # models.UPSAMPLE_STAGES' keys (this module imports no Keras)
 # What a generator.json from elsewhere may ask for (from_dict): well above the report's networks (16
 # SRResNet blocks, 23 RRDB blocks of 64 channels), far below a build that takes minutes or gigabytes.
@@ -17,19 +18,20 @@ class GeneratorConfig:
 
     Args:
         scale: upscaling factor (2, 3, 4 or 8).
-        arch: architecture name, one of ARCHITECTURES.
-        num_blocks: residual blocks of the trunk.
+        arch: architecture name, a key of registry.ARCHITECTURES.
+        num_blocks: residual blocks of the trunk (default: the report's SRResNet's).
         filters: feature channels.
         batch_norm: BatchNorm in the residual blocks (the report: on); srresnet only.
         bicubic_skip: a bicubic upscale of the input added to the output (the report: off); srresnet only.
         growth: channels each dense-block conv adds; rrdbnet only.
 
-    An rrdbnet has neither BatchNorm nor a bicubic skip: its batch_norm and bicubic_skip are always False,
-    so that two configs of one network compare equal however they were written.
+    A field an architecture does not have (registry.Architecture.fixed: an rrdbnet has neither BatchNorm
+    nor a bicubic skip) always takes its fixed value, so that two configs of one network compare equal
+    however they were written.
     """
     scale: int
-    arch: str = "srresnet"
-    num_blocks: int = 16
+    arch: str = DEFAULT.arch
+    num_blocks: int = DEFAULT.num_blocks
     filters: int = 64
     batch_norm: bool = True
     bicubic_skip: bool = False
@@ -37,10 +39,9 @@ class GeneratorConfig:
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}. Received: arch={self.arch!r}")
-        if self.arch == "rrdbnet":
-            object.__setattr__(self, "batch_norm", False)  # frozen dataclass: set once, here
-            object.__setattr__(self, "bicubic_skip", False)
+            raise ValueError(f"arch must be one of {tuple(ARCHITECTURES)}. Received: arch={self.arch!r}")
+        for name, value in ARCHITECTURES[self.arch].fixed.items():
+            object.__setattr__(self, name, value)  # frozen dataclass: set once, here
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -94,19 +95,14 @@ class GeneratorConfig:
         return cls.from_dict(values)
 
     def describe(self):
-        """The training flags that rebuild this generator."""
-        if self.arch == "rrdbnet":
-            return f"--generator rrdb --num-blocks {self.num_blocks} --filters {self.filters} --growth {self.growth}"
-        return (f"--num-blocks {self.num_blocks} --filters {self.filters} "
-                f"--{'' if self.batch_norm else 'no-'}batch-norm --{'' if self.bicubic_skip else 'no-'}bicubic-skip")
+        """The training flags that rebuild this generator (--generator only for another than the default)."""
+        spec = ARCHITECTURES[self.arch]
+        words = [] if spec is DEFAULT else [f"--generator {spec.generator_flag}"]
+        for name in spec.fields:
+            value, option = getattr(self, name), name.replace("_", "-")
+            words.append(f"--{'' if value else 'no-'}{option}" if isinstance(value, bool) else f"--{option} {value}")
+        return " ".join(words)
 
     def build(self):
-        """The untrained keras.Model (models.srresnet or rrdbnet.rrdbnet)."""
-        if self.arch == "rrdbnet":
-            from sr_keras.archs.rrdbnet import rrdbnet
-
-            return rrdbnet(self.scale, num_blocks=self.num_blocks, filters=self.filters, growth=self.growth)
-        from sr_keras.archs.models import srresnet
-
-        return srresnet(self.scale, num_blocks=self.num_blocks, filters=self.filters, batch_norm=self.batch_norm,
-                        bicubic_skip=self.bicubic_skip)
+        """The untrained keras.Model (its architecture's builder: models.srresnet or rrdbnet.rrdbnet)."""
+        return ARCHITECTURES[self.arch].build(self)

@@ -11,37 +11,11 @@ VGG19 ImageNet weights are downloaded by Keras on first use; offline, pass --vgg
 vgg19 notop .h5 file). docs/srgan.md says which --content-input and which --select reproduce what;
 docs/esrgan.md describes the ESRGAN options and its two-stage recipe.
 """
-import os
-
 from sr_keras.cli import parsing, training_flags
 from sr_keras.core import tfbanner
 from sr_keras.core.errors import UserError, cli_entry
+from sr_keras.train import recipes, runner
 
-# The report's SRGAN schedule (section 4.6); everything else as train_srresnet.py.
-SRGAN_DEFAULTS = dict(lr_decay_epochs=150, patience=50)
-# demo: fine-tunes the shipped demo model (train_srresnet.py's demo, same small architecture) on scikit-image
-# photos; a few minutes on a 2-core CPU. It exports under runs/: saved_models/ holds only shipped models.
-# It still needs VGG weights: --vgg-weights PATH, or random for a smoke run.
-# esrgan: the paper's GAN stage (section 4.1) from train_srresnet.py --preset rrdb-psnr; its iterations
-# are epochs of 1000 steps (Adam 1e-4 halved after 50k, 100k, 200k, 300k of 400k steps). GAN quality is
-# not validation PSNR, so it exports the last epoch's generator.
-PRESETS = {
-    "demo": dict(data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False,
-                 bicubic_skip=True, init_generator=os.path.join("saved_models", "demo_x4"), hr_crop=96,
-                 batch_size=8, augment_p=0.5, epochs=3, steps_per_epoch=20, patience=1000, seed=0,
-                 test_images=-1, fresh=True, out=os.path.join("runs", "srgan_demo_x4"),
-                 export=os.path.join("runs", "srgan_demo_x4", "export")),
-    "esrgan": dict(generator="rrdb", num_blocks=23, filters=64, growth=32, gan="relativistic", discriminator="vgg",
-                   content_layer="block5_conv4", content_activation="before", content_criterion="l1",
-                   content_scale=1.0, pixel_loss="l1", pixel_weight=1e-2, content_weight=1.0,
-                   adversarial_weight=5e-3, lr=1e-4, lr_schedule="milestones", lr_milestones=(50, 100, 200, 300),
-                   lr_decay_factor=0.5, steps_per_epoch=1000, epochs=400, hr_crop=128, batch_size=16,
-                   augment_p=0.5, select="last", init_generator=os.path.join("saved_models", "rrdb_psnr_{track}"),
-                   out=os.path.join("runs", "esrgan_{track}"), export=os.path.join("saved_models", "esrgan_{track}")),
-}
-# what to do when a preset's --init-generator is missing (the demo's is shipped; its own run exports under runs/)
-HINTS = {"demo": "run `python train_srresnet.py --preset demo` first and pass --init-generator runs/demo_x4/export",
-         "esrgan": "run `python train_srresnet.py --preset rrdb-psnr` first"}
 # G's and D's loss settings: a resumed run must repeat them (its checkpoint's losses would mean something else)
 LOSS_FLAGS = ("gan", "discriminator", "pixel_loss", "content_input", "content_layer", "content_activation",
               "content_criterion", "content_scale", "pixel_weight", "content_weight", "adversarial_weight")
@@ -52,7 +26,8 @@ def build_parser():
     from sr_keras.train.losses import CONTENT_ACTIVATIONS, CONTENT_CRITERIA, CONTENT_INPUTS, PIXEL_LOSSES
 
     parser = parsing.ArgumentParser(description=__doc__)
-    training_flags.add_common_args(parser, defaults=SRGAN_DEFAULTS, presets=PRESETS, model_name="srgan")
+    training_flags.add_common_args(parser, defaults=recipes.SRGAN_DEFAULTS, presets=recipes.SRGAN_PRESETS,
+                                   model_name="srgan")
     training_flags.add_select_arg(parser)
     add = parser.add_argument
     add("--init-generator", default=None, metavar="PATH",
@@ -109,16 +84,17 @@ def main(argv=None):
     tfbanner.hide_tensorflow_banner()  # before anything imports TensorFlow
     from sr_keras.data import loaders
     from sr_keras.infer import loading
-    from sr_keras.train import loop
 
-    args = training_flags.resolve_paths(training_flags.parse_args(build_parser(), argv, PRESETS), "srgan")
+    args = training_flags.resolve_paths(training_flags.parse_args(build_parser(), argv, recipes.SRGAN_PRESETS),
+                                        "srgan")
     train = training_flags.train_config(args)
     parent = None
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
             path = loading.resolve_model(args.init_generator, flag="--init-generator")
         except UserError as e:
-            hint = f"; {HINTS[args.preset]}" if args.preset in HINTS else ""
+            hints = recipes.SRGAN_HINTS
+            hint = f"; {hints[args.preset]}" if args.preset in hints else ""
             raise UserError(f"{e}{hint}") from None
         loading.resolve_checked(path, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
         parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
@@ -128,57 +104,63 @@ def main(argv=None):
         except UserError:
             pass  # the parent is gone: the flags, which --resume compares with the checkpoint's
     generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
-                                            f"--init-generator {args.init_generator}")
+                                                       f"--init-generator {args.init_generator}")
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
-    created = loop.check_outputs(train)
-    with loop.holding_run_folder(train, created):
-        _train(args, train, generator_config, hr_size)
+    runner.run(train, generator_config, GANTrainer(args, hr_size))
 
 
-def _train(flags, train, generator_config, hr_size):
-    """The run, from its checked flags, while this process holds the run folder."""
-    from sr_keras.archs.models import count_trainable
-    from sr_keras.train import distribute, gan, loop, losses, runs
+class GANTrainer(runner.TrainerBuilder):
+    """train_srgan.py's trainer: G, D and the VGG content loss in one model (gan.build_srgan_trainer), G
+    started from --init-generator unless resumed.
 
-    scale = generator_config.scale
-    config = runs.resume_config("srgan", generator_config, train.precision, hr_crop=train.hr_crop, ema=train.ema,
-                                degradation=train.degradation,
-                                **{name: getattr(flags, name) for name in LOSS_FLAGS})
-    state = runs.prepare_run(train, config)
-    start = state.epoch if state else 0
-    distribute.seed_everything(train.seed)
-    distribute.set_precision(train.precision)
-    strategy = distribute.strategy_from_flag(train.strategy)
+    Args:
+        flags: the parsed flags (the loss flags, --init-generator, --trust-model, --vgg-weights).
+        hr_size: the HR crop side D sees (check_crop).
+    """
+    model = "srgan"
 
-    content = None  # --content-weight 0: pixel + adversarial (Ledig et al.'s SRGAN-MSE); VGG is never built
-    if flags.content_weight > 0:
-        with strategy.scope():
-            # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
-            content = losses.VGGContentLoss(layer=flags.content_layer, scale=flags.content_scale,
-                                            input_mode=flags.content_input, weights=flags.vgg_weights,
-                                            activation=flags.content_activation,
-                                            criterion=flags.content_criterion)
-    train_ds, val_ds = loop.datasets(train, start)
+    def __init__(self, flags, hr_size):
+        self.flags, self.hr_size = flags, hr_size
+        self.content = None  # --content-weight 0: pixel + adversarial (Ledig et al.'s SRGAN-MSE); no VGG
 
-    with strategy.scope():
+    def settings(self, train):
+        return {"hr_crop": train.hr_crop, **{name: getattr(self.flags, name) for name in LOSS_FLAGS}}
+
+    def before_data(self, train, strategy):
+        from sr_keras.train import losses
+
+        flags = self.flags
+        if flags.content_weight > 0:
+            with strategy.scope():
+                # First, so that unavailable VGG weights stop the run within seconds, before any data is read.
+                self.content = losses.VGGContentLoss(layer=flags.content_layer, scale=flags.content_scale,
+                                                     input_mode=flags.content_input, weights=flags.vgg_weights,
+                                                     activation=flags.content_activation,
+                                                     criterion=flags.content_criterion)
+
+    def build(self, train, generator_config, state):
+        from sr_keras.train import gan, loop
+
+        flags = self.flags
         generator = loop.make_generator(generator_config)
         if flags.init_generator and not state:
             gan.load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
-        model = gan.build_srgan_trainer(generator, hr_size, content, scale, lr=train.lr,
+        model = gan.build_srgan_trainer(generator, self.hr_size, self.content, generator_config.scale, lr=train.lr,
                                         pixel_weight=flags.pixel_weight, content_weight=flags.content_weight,
                                         adversarial_weight=flags.adversarial_weight, jit=train.jit, gan=flags.gan,
                                         discriminator=flags.discriminator, pixel_loss=flags.pixel_loss, ema=train.ema)
-        if state:
-            runs.restore(model, train.out, state)
-            note = f"; --init-generator {flags.init_generator} ignored" if flags.init_generator else ""
-            print(f"resuming {train.out} after epoch {start} (G step {int(model.g_optimizer.iterations)}, "
-                  f"D step {int(model.d_optimizer.iterations)}){note}")
-    print(f"{'ESRGAN' if flags.gan == 'relativistic' else 'SRGAN'} x{scale}: G ({generator_config.arch}) "
-          f"{count_trainable(generator):,} and D ({flags.discriminator}) {count_trainable(model.discriminator):,} "
-          f"trainable parameters (D on {hr_size}x{hr_size} crops); run folder {train.out}")
+        return model, generator
 
-    chief = distribute.is_chief(strategy)
-    loop.fit(train, model, generator, train_ds, val_ds, scale, config, state=state, chief=chief)
-    if chief:
-        loop.finish_run(train, generator_config)
+    def resumed(self, trainer):
+        note = f"; --init-generator {self.flags.init_generator} ignored" if self.flags.init_generator else ""
+        return f"(G step {int(trainer.g_optimizer.iterations)}, D step {int(trainer.d_optimizer.iterations)}){note}"
+
+    def summary(self, train, generator_config, trainer, generator):
+        from sr_keras.archs.models import count_trainable
+
+        flags = self.flags
+        return (f"{'ESRGAN' if flags.gan == 'relativistic' else 'SRGAN'} x{generator_config.scale}: G "
+                f"({generator_config.arch}) {count_trainable(generator):,} and D ({flags.discriminator}) "
+                f"{count_trainable(trainer.discriminator):,} trainable parameters (D on {self.hr_size}x{self.hr_size} "
+                f"crops); run folder {train.out}")

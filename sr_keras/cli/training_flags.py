@@ -1,19 +1,18 @@
 """The flags every training script shares (train_srresnet, train_srgan), the --preset mechanism and the
-builders of the typed configs (config.TrainConfig, config.GeneratorConfig) from parsed flags."""
+builders of the typed configs (config.TrainConfig, config.GeneratorConfig) from parsed flags. The flags'
+defaults and the presets are sr_keras.train.recipes', the --generator names sr_keras.archs.registry's."""
 import argparse
 import dataclasses
 import os
 
+from sr_keras.archs import registry
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.cli.parsing import INT_MAX, checked, non_negative_int, positive_float, positive_int, probability, seed_int
 from sr_keras.core.errors import UserError
 from sr_keras.data.degradations import PRESETS as DEGRADATION_PRESETS
+from sr_keras.train.recipes import REPORT_DEFAULTS
 from sr_keras.train.settings import LR_SCHEDULES, SELECTIONS, TrainConfig
 
-# --generator -> GeneratorConfig.arch, and the trunk depth each gets without --num-blocks (the report: 16
-# residual blocks; ESRGAN: 23 RRDBs)
-GENERATORS = {"srresnet": "srresnet", "rrdb": "rrdbnet"}
-DEFAULT_BLOCKS = {"srresnet": 16, "rrdb": 23}
 # the flags of GeneratorConfig's fields: a warm start takes those not given from its parent's generator.json
 ARCHITECTURE_FLAGS = ("generator", "num_blocks", "filters", "growth", "batch_norm", "bicubic_skip")
 milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda v: all(0 < m <= INT_MAX for m in v),
@@ -21,22 +20,15 @@ milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda
 decay = checked(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), e.g. 0.999")
 test_count = checked(int, lambda v: -1 <= v <= INT_MAX, "an integer >= -1 (-1: all)")
 
-# The report's settings (section 4.5); train_srgan.py overrides the schedule and patience.
-REPORT_DEFAULTS = dict(
-    track="bicubic_x4", data="tfds", batch_size=8, hr_crop=180, augment_p=0.2, lr=1e-4, lr_schedule="step",
-    lr_decay_epochs=30, lr_decay_factor=0.1, epochs=300, steps_per_epoch=100, patience=30, seed=None,
-    resume=False, fresh=False, generator="srresnet", num_blocks=None, growth=32, filters=64, batch_norm=True, bicubic_skip=False,
-    val_images=0, panel_images=3, test_images=0, precision="float32", jit=False, strategy="default",
-)
-
 
 def add_common_args(parser, defaults=None, presets=None, model_name=None):
     """Add the flags every training script shares.
 
     Args:
         parser: an argparse.ArgumentParser.
-        defaults: overrides of REPORT_DEFAULTS for this script.
-        presets: {--preset name: {flag dest: value}} (explicit flags still win, see parse_args).
+        defaults: overrides of recipes.REPORT_DEFAULTS for this script (recipes.SRGAN_DEFAULTS).
+        presets: {--preset name: {flag dest: value}} (recipes.SRRESNET_PRESETS, ...; explicit flags still
+            win, see parse_args).
         model_name: names the default --out/--export folders in --help (resolve_paths fills them in).
     """
     from sr_keras.train.distribute import PRECISIONS, STRATEGIES  # here: importing it imports TensorFlow
@@ -61,7 +53,7 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
              "window inside the scored border), and at most the smallest training image's side")
     add("--augment-p", type=probability, default=d["augment_p"],
         help="probability of each augmentation (h-flip, v-flip, rot90 cw, rot90 ccw), in [0, 1]")
-    add("--degradation", choices=tuple(DEGRADATION_PRESETS), default="bicubic",
+    add("--degradation", choices=tuple(DEGRADATION_PRESETS), default=d["degradation"],
         help="training LR: bicubic = the data's LR images; realistic = made from each HR crop with random "
              "blur, downscaling kernel, noise and JPEG; mild = the light noise and JPEG of phone photos, "
              "little blur; phone = as mild, but noise and JPEG on nearly every crop (docs/degradations.md); "
@@ -74,7 +66,7 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
         help="step schedule period (epochs, >= 1)")
     add("--lr-decay-factor", type=positive_float, default=d["lr_decay_factor"],
         help="step and milestones schedule factor (finite, > 0)")
-    add("--lr-milestones", type=milestones, default=(), metavar="E1,E2,...",
+    add("--lr-milestones", type=milestones, default=d["lr_milestones"], metavar="E1,E2,...",
         help="epochs after which the milestones schedule multiplies the rate by --lr-decay-factor")
     add("--epochs", type=positive_int, default=d["epochs"], help="total epochs (also with --resume; 1 to 2**31 - 1)")
     add("--steps-per-epoch", type=positive_int, default=d["steps_per_epoch"],
@@ -90,11 +82,12 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--fresh", action=argparse.BooleanOptionalAction, default=d["fresh"],
         help="start over: delete this run's checkpoints and logs in --out first (only files training wrote "
              "there); --resume takes precedence")
-    add("--generator", choices=tuple(GENERATORS), default=d["generator"],
-        help="srresnet: the report's SRResNet; rrdb: ESRGAN's RRDBNet (no BatchNorm, docs/esrgan.md)")
+    architectures = registry.ARCHITECTURES.values()
+    add("--generator", choices=registry.GENERATOR_FLAGS, default=d["generator"],
+        help="; ".join(f"{spec.generator_flag}: {spec.summary}" for spec in architectures))
     add("--num-blocks", type=positive_int, default=d["num_blocks"],
         help="generator residual blocks (srresnet) or RRDBs (rrdb), >= 1; default: "
-             + ", ".join(f"{n} for {g}" for g, n in DEFAULT_BLOCKS.items()))
+             + ", ".join(f"{spec.num_blocks} for {spec.generator_flag}" for spec in architectures))
     add("--filters", type=positive_int, default=d["filters"], help="generator feature channels (>= 1)")
     add("--growth", type=positive_int, default=d["growth"],
         help="channels each dense-block conv adds (rrdb only; >= 1)")
@@ -111,7 +104,7 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     add("--precision", choices=PRECISIONS, default=d["precision"],
         help="Keras dtype policy (--resume needs the run's own)")
     add("--jit", action="store_true", default=d["jit"], help="compile the train step with XLA")
-    add("--ema", type=decay, default=None, metavar="DECAY",
+    add("--ema", type=decay, default=d["ema"], metavar="DECAY",
         help="keep an exponential moving average of the generator's weights (e.g. 0.999); validation, the "
              "selected checkpoint and the export then use it (docs/esrgan.md)")
     add("--strategy", choices=STRATEGIES, default=d["strategy"],
@@ -119,9 +112,9 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
     return parser
 
 
-def add_select_arg(parser, default="val_psnr"):
+def add_select_arg(parser):
     """--select: which generator a run exports (config.TrainConfig.select)."""
-    parser.add_argument("--select", choices=SELECTIONS, default=default,
+    parser.add_argument("--select", choices=SELECTIONS, default=REPORT_DEFAULTS["select"],
                         help="exported generator: val_psnr = the epoch of best validation PSNR-Y (early stopping "
                              "on it, --patience); last = the last epoch's (no early stopping)")
     return parser
@@ -173,32 +166,32 @@ def generator_config(namespace, scale, parent=None, source="--init-generator"):
     """
     if parent is not None:
         return _inherited(namespace, scale, parent, source)
-    generator = getattr(namespace, "generator", "srresnet")
-    if generator == "rrdb" and namespace.bicubic_skip:
+    spec = registry.by_generator_flag(getattr(namespace, "generator", REPORT_DEFAULTS["generator"]))
+    if spec is registry.RRDBNET and namespace.bicubic_skip:
         raise UserError("--bicubic-skip: --generator rrdb has no bicubic skip (ESRGAN's RRDBNet); drop the flag")
-    num_blocks = namespace.num_blocks or DEFAULT_BLOCKS[generator]
-    return GeneratorConfig(scale=scale, arch=GENERATORS[generator], num_blocks=num_blocks,
+    return GeneratorConfig(scale=scale, arch=spec.arch, num_blocks=namespace.num_blocks or spec.num_blocks,
                            filters=namespace.filters, batch_norm=namespace.batch_norm,
-                           bicubic_skip=namespace.bicubic_skip, growth=getattr(namespace, "growth", 32))
+                           bicubic_skip=namespace.bicubic_skip,
+                           growth=getattr(namespace, "growth", REPORT_DEFAULTS["growth"]))
 
 
 def _contradictions(namespace, parent):
     """(flag as given, what the parent has) for each given architecture flag that the parent contradicts."""
-    rrdb = parent.arch == "rrdbnet"
+    spec = registry.ARCHITECTURES[parent.arch]
     given = getattr(namespace, "given_architecture", frozenset())
     found = []
     for key in ARCHITECTURE_FLAGS:
         if key not in given:
             continue
         value = getattr(namespace, key)
-        if key == "generator" and GENERATORS[value] != parent.arch:
-            found.append((f"--generator {value}", "is an RRDBNet" if rrdb else "is an SRResNet"))
+        if key == "generator" and registry.by_generator_flag(value) is not spec:
+            found.append((f"--generator {value}", f"is an {spec.title}"))
         elif key in ("num_blocks", "filters") and value != getattr(parent, key):
             found.append((f"--{key.replace('_', '-')} {value}",
                           f"has {getattr(parent, key)} {'blocks' if key == 'num_blocks' else 'filters'}"))
-        elif key == "growth" and rrdb and value != parent.growth:  # an SRResNet has no growth to contradict
+        elif key == "growth" and key in spec.fields and value != parent.growth:  # an SRResNet has no growth
             found.append((f"--growth {value}", f"has growth {parent.growth}"))
-        elif key == "batch_norm" and not rrdb and value != parent.batch_norm:  # --batch-norm is ignored for rrdb
+        elif key == "batch_norm" and key in spec.fields and value != parent.batch_norm:  # ignored for rrdb
             found.append(("--batch-norm" if value else "--no-batch-norm",
                           "has BatchNorm" if parent.batch_norm else "has no BatchNorm"))
         elif key == "bicubic_skip" and value != parent.bicubic_skip:

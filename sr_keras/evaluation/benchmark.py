@@ -32,7 +32,7 @@ from sr_keras.data import imresize, loaders, pairing
 from sr_keras.evaluation import figures, metrics, results, tensorboard
 from sr_keras.evaluation.results import too_small
 from sr_keras.evaluation.scoring import BASELINE, score_pair
-from sr_keras.infer.inference import load_upscaler
+from sr_keras.infer.inference import ModelCache, load_upscaler
 
 REPORT_TRACKS = ("bicubic_x2", "bicubic_x3", "bicubic_x4", "unknown_x2", "unknown_x3", "unknown_x4")
 CENTER = 180  # the report scored 180x180 centre crops
@@ -234,24 +234,13 @@ def format_table(scores, n, scale):
 
 # ---------------------------------------------------------------- the evaluation loop
 
-class ModelCache:
-    """One load per model path, shared by the tracks that use it (trust_model: as load_upscaler's)."""
-
-    def __init__(self, trust_model=False):
-        self.loaded, self.trust_model = {}, trust_model
-
-    def get(self, path):
-        if path not in self.loaded:
-            self.loaded[path] = load_upscaler(path, "--model", trust_model=self.trust_model)
-        return self.loaded[path]
-
-
-def track_models(track, models, cache):
-    """[(name, upscaler)] for one track ({track} filled in), each checked against the track's scale."""
+def track_models(track, models, cache, trust_model=False):
+    """[(name, upscaler)] for one track ({track} filled in), each checked against the track's scale
+    (cache: an inference.ModelCache; trust_model: as load_upscaler's)."""
     ups = []
     for name, template in models:
         path = template.replace("{track}", track.track) if track.track else template
-        up = cache.get(path)
+        up = cache.get(path, "--model", trust_model)
         if up.scale != track.scale:
             where = f"track {track.track}" if track.track else f"--scale {track.scale}"
             raise UserError(f"--model '{name}={template}': '{path}' upscales x{up.scale} but {where} needs "
@@ -362,8 +351,8 @@ def evaluate(tracks, models, out, options, logs=()):
     """
     fig_dir = os.path.join(out, "figures")
     series = [(run, tensorboard.read_scalars(run)) for run in logs]
-    cache = ModelCache(options.trust_model)
-    ups = [track_models(track, models, cache) for track in tracks]
+    cache = ModelCache()
+    ups = [track_models(track, models, cache, options.trust_model) for track in tracks]
     with _writing(out):  # after the models: a refused one leaves no folder made
         os.makedirs(fig_dir, exist_ok=True)
     scores, failed = results.Scores(options.metrics), []

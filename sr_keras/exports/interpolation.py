@@ -124,45 +124,38 @@ def interpolate(a, b, alpha):
 def export_config(path, model, flag, shown, label=""):
     """The GeneratorConfig the export at `path` carries in generator.json, else generator_config() of
     its model (a bare .keras file); UserError "<label>'<shown>' is not ..." when neither gives one."""
-    from sr_keras.core.errors import UserError
+    from sr_keras.archs.registry import ARCHITECTURES
     from sr_keras.infer.loading import load_generator_config
 
     config = load_generator_config(path) or generator_config(model, flag, shown)
     if config is None:
-        raise UserError(f"{label}'{shown}' is not an SRResNet or RRDBNet generator of this project and carries no "
+        titles = " or ".join(spec.title for spec in ARCHITECTURES.values())
+        raise UserError(f"{label}'{shown}' is not an {titles} generator of this project and carries no "
                         "generator.json: give an export folder written by --export")
     return config
 
 
 def generator_config(model, flag="model", shown=None):
-    """The GeneratorConfig of a generator built by models.srresnet or rrdbnet.rrdbnet, read from its
-    layers; for bare .keras files, which carry no generator.json. export_model checks the result
-    against a rebuild, so a model this misreads is refused rather than mislabelled.
+    """The GeneratorConfig of a generator built by one of registry.ARCHITECTURES, recognised by the
+    architecture's reader of layer names; for bare .keras files, which carry no generator.json.
+    export_model checks the result against a rebuild, so a model this misreads is refused rather than
+    mislabelled.
 
     Args:
         model: keras.Model.
         flag, shown: the command-line flag and value that named the model, for error messages.
 
     Returns:
-        GeneratorConfig, or None when the model is neither an SRResNet nor an RRDBNet of this project.
+        GeneratorConfig, or None when the model is none of this project's architectures.
     """
     from sr_keras.archs.config import GeneratorConfig
+    from sr_keras.archs.registry import ARCHITECTURES
     from sr_keras.infer.loading import probe_scale
 
-    names = {ly.name: ly for ly in model.layers}
+    layers = {ly.name: ly for ly in model.layers}
     scale = probe_scale(lambda x: model(x, training=False), flag, model.name if shown is None else shown)
-    if "conv_first" in names:
-        first = names.get("rrdb0_rdb1_conv1")
-        return GeneratorConfig(scale, arch="rrdbnet", num_blocks=_count(names, "rrdb{}_add"),
-                               filters=names["conv_first"].filters, growth=first.filters if first else 32)
-    if "head_conv" in names:
-        return GeneratorConfig(scale, num_blocks=_count(names, "block{}_add"),
-                               filters=names["head_conv"].filters,
-                               batch_norm=type(names.get("body_bn")).__name__ == "BatchNormalization",
-                               bicubic_skip="bicubic" in names)
+    for spec in ARCHITECTURES.values():
+        fields = spec.read(layers)
+        if fields is not None:
+            return GeneratorConfig(scale, arch=spec.arch, **fields)
     return None
-
-
-def _count(names, pattern):
-    """How many of pattern.format(0), pattern.format(1), ... are layer names."""
-    return sum(pattern.format(i) in names for i in range(len(names)))

@@ -19,6 +19,8 @@ the one impulse probe (Upscaler.measure_reach) through whatever runs the model (
 TFLite model, a Keras model with a layer reach.py does not know). A model whose reach exceeds the probe
 runs each picture in one pass.
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,7 +33,7 @@ from sr_keras.infer.tiling import tile_side, upscale_bands, upscale_image
 from sr_keras.infer.upscaler import Upscaler, interruptible, through_uint8
 
 # What other modules import from here (the split modules above are where each lives).
-__all__ = ["load_upscaler", "open_savedmodel", "Upscaler", "interruptible", "through_uint8", "analyse",
+__all__ = ["load_upscaler", "ModelCache", "open_savedmodel", "Upscaler", "interruptible", "through_uint8", "analyse",
            "receptive_radius", "probe_reach", "PROBE_REACH", "tile_side", "upscale_bands", "upscale_image",
            "memory_left", "check_call_memory", "ACT_OVERHEAD"]
 
@@ -81,6 +83,23 @@ def load_upscaler(path, flag="--model", trust_model=False):
     if radius is None:  # a layer whose spatial extent reach.py does not know: measured instead
         upscaler.measure_reach()
     return upscaler
+
+
+class ModelCache:
+    """Upscalers loaded once per model file, for callers that use a model many times (sr_keras.load, the
+    tracks of evaluate.py). The key is the file's real path, modification time and trust: a re-export
+    replaces the folder (a new modification time) and is loaded again."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def get(self, path, flag="--model", trust_model=False):
+        """load_upscaler(path, flag, trust_model), or the upscaler it gave before for the same file."""
+        ref = resolve(path, flag, check=False)  # a SavedModel alone: checked by load_upscaler, once
+        key = (os.path.realpath(ref.path), os.stat(ref.path).st_mtime_ns, bool(trust_model))
+        if key not in self._loaded:
+            self._loaded[key] = load_upscaler(ref, flag, trust_model=bool(trust_model))
+        return self._loaded[key]
 
 
 def open_savedmodel(path, flag="--model", trust_model=False):

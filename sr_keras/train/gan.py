@@ -193,23 +193,26 @@ def load_init_generator(generator, path, config, trust_model=False):
 
     Args:
         generator: the run's generator (SRResNet or RRDBNet).
-        path: a model name, an export folder of the training scripts (its model.keras is used), a .keras
-            file, or a .weights.h5 file. A SavedModel folder without model.keras gives the variables of
+        path: a ModelRef (sr_keras.infer.loading.resolve, which has checked a SavedModel alone), or a model
+            name, an export folder of the training scripts (its model.keras is used), a .keras file, or a
+            .weights.h5 file. A SavedModel folder without model.keras gives the variables of
             its serving signature, every one matched to a generator weight by name (or it is refused),
             once sr_keras.infer.model_safety has found nothing but tensor math in it; its scale is probed
             through that signature.
         config: the run's config.GeneratorConfig.
-        trust_model: skip that check; only for SavedModels you wrote yourself.
+        trust_model: vouch for a SavedModel without model.keras (refused otherwise); its graph is still
+            checked. Only for SavedModels you wrote yourself.
 
     Raises:
         UserError: naming `path`, for a missing or unreadable file, a refused SavedModel, another scale or
             another architecture (its generator.json, where it has one, must equal `config`).
     """
-    from sr_keras.infer.loading import load_generator_config, load_keras_model, probe_scale, resolve_checked
+    from sr_keras.infer.loading import load_generator_config, load_keras_model, probe_scale, resolve
 
     flag = "--init-generator"
-    # a path, or a model name (saved_models/, $SR_KERAS_MODELS); a SavedModel alone is checked here
-    path, savedmodel_only = resolve_checked(path, flag, trust_model)
+    # a path, or a model name (saved_models/, $SR_KERAS_MODELS), resolved once; a SavedModel alone is checked here
+    ref = resolve(path, flag, trust_model)
+    path = ref.path
     if path.endswith(".weights.h5"):
         try:
             generator.load_weights(path)
@@ -218,19 +221,19 @@ def load_init_generator(generator, path, config, trust_model=False):
                             f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
         return generator
     src_config = load_generator_config(path)
-    if savedmodel_only:
+    if ref.kind == "savedmodel":
         # A SavedModel alone is a program: called (for its scale) only once checked. Its variables come in the
         # order its graph uses them, so they are taken only by name: an export's carry the generator's weight paths.
         from sr_keras.infer.inference import open_savedmodel
         from sr_keras.infer.model_safety import SIGNATURE
 
-        root, run_uint8 = open_savedmodel(path, flag, trust_model=True)  # checked above unless trusted
+        root, run_uint8 = open_savedmodel(ref, flag)  # checked by resolve: not again
         src_scale = probe_scale(lambda x: run_uint8(x.astype("uint8")), flag, path)
         found = {v.name.rsplit(":", 1)[0]: v for v in root.signatures[SIGNATURE].variables}
         src = [found[w.path] for w in generator.weights if w.path in found]
         unmatched = len(src) != len(generator.weights) or len(src) != len(found)
     else:
-        loaded = load_keras_model(path, flag)
+        loaded = load_keras_model(ref, flag)
         src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
         src, unmatched = loaded.weights, False
     src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"

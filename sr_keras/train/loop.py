@@ -1,9 +1,11 @@
-"""What the training scripts share beyond the run folder: building the trainers, a run's datasets,
-the model.fit call with the run's callbacks, and the end of a run (export, test scores).
+"""The steps of a training run (sr_keras.train.runner.run calls them in order): the checks before
+anything slow, holding the run folder, building the SRResNet trainer, a run's datasets, the model.fit
+call with the run's callbacks, and the end of a run (export, test scores).
 
 A value's path: train_srresnet.py / train_srgan.py parse their flags (sr_keras.cli) into a
-config.TrainConfig and a config.GeneratorConfig; runs.prepare_run checks the run folder; fit() wires
-the callbacks (sr_keras.train.callbacks) and sr_keras.train.runs writes the checkpoints.
+config.TrainConfig and a config.GeneratorConfig and hand them to runner.run; runs.prepare_run checks the
+run folder; fit() wires the callbacks (sr_keras.train.callbacks) and sr_keras.train.runs writes the
+checkpoints.
 """
 import contextlib
 import os
@@ -14,7 +16,7 @@ import keras
 
 from sr_keras.core import backend
 from sr_keras.evaluation import metrics as sr_metrics
-from sr_keras.train import runs
+from sr_keras.train import losses, runs
 from sr_keras.train.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFiniteGuard,
     ResumableEarlyStopping, RunCheckpoint, lr_schedule)
 from sr_keras.core.errors import UserError, first_line
@@ -22,7 +24,6 @@ from sr_keras.evaluation.metrics import min_scorable_size
 from sr_keras.train.distribute import Trainer, replicate_for_replicas, tf_config_is_chief
 from sr_keras.train.ema import WeightAverage, adam
 
-PIXEL_LOSSES = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}
 TRUNK_PREFIXES = ("head_", "block", "body_")  # layers before upsampling: the same at every scale
 
 
@@ -150,11 +151,11 @@ def build_srresnet_trainer(config, *, lr=1e-4, loss="mse", jit=False, ema=None):
         jit: compile the train step with XLA.
         ema: decay of an exponential moving average of the generator's weights (sr_keras.train.ema), or None.
     """
-    if loss not in PIXEL_LOSSES:
-        raise UserError(f"--loss {loss}: expected one of {', '.join(PIXEL_LOSSES)}")
+    if loss not in losses.KERAS_PIXEL_LOSSES:
+        raise UserError(f"--loss {loss}: expected one of {', '.join(losses.KERAS_PIXEL_LOSSES)}")
     generator = make_generator(config)
     trainer = float32_output(generator)
-    trainer.compile(optimizer=adam(lr, ema), loss=PIXEL_LOSSES[loss],
+    trainer.compile(optimizer=adam(lr, ema), loss=losses.KERAS_PIXEL_LOSSES[loss],
                     metrics=[sr_metrics.PSNRY(config.scale), sr_metrics.SSIMY(config.scale)],
                     jit_compile=bool(jit) or not backend.is_tensorflow())  # JAX steps are always XLA-compiled
     return trainer, generator

@@ -41,7 +41,11 @@ def l1_pixel_loss(y_true, y_pred):
     return keras.ops.mean(keras.ops.abs(y_true - y_pred), axis=[1, 2, 3])
 
 
+# The pixel losses by their --loss / --pixel-loss names. PIXEL_LOSSES: the per-image functions above (the
+# GAN's train step reduces them over the global batch). KERAS_PIXEL_LOSSES: the same losses by their Keras
+# names, for model.compile (train_srresnet.py's trainer, with Keras' own reduction, as the report's fit).
 PIXEL_LOSSES = {"mse": pixel_loss, "l1": l1_pixel_loss}
+KERAS_PIXEL_LOSSES = {"mse": "mean_squared_error", "l1": "mean_absolute_error"}
 
 
 def _logits(logits):

@@ -8,7 +8,9 @@ LR_SCHEDULES = ("step", "cosine", "milestones")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The settings of one training run (the training scripts build it once from their flags).
+    """The settings of one training run (the training scripts build it once from their flags). Its
+    defaults are the report's settings (section 4.5), which the scripts' flags take as theirs
+    (sr_keras.train.recipes.REPORT_DEFAULTS).
 
     Args:
         track: DIV2K track, e.g. "bicubic_x4" (sets the scale).

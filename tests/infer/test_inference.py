@@ -398,3 +398,19 @@ def test_memory_left_reads_the_address_space_limit(monkeypatch):
     assert mapped is None or mapped > 0
     monkeypatch.setattr(resource, "getrlimit", lambda which: (2 ** 20, resource.RLIM_INFINITY))  # 1 MiB: spent
     assert memory.memory_left() == 0
+
+
+def test_model_cache_loads_a_file_once_and_again_after_it_is_replaced(tmp_path, monkeypatch):
+    from sr_keras.infer import inference
+
+    path = str(tmp_path / "m.keras")
+    models.srresnet(2, num_blocks=1, filters=4).save(path)
+    loads = []
+    real = inference.load_upscaler
+    monkeypatch.setattr(inference, "load_upscaler", lambda *a, **k: loads.append(a) or real(*a, **k))
+    cache = inference.ModelCache()
+    first = cache.get(path)
+    assert cache.get(path) is first and len(loads) == 1
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 10**9))  # a re-export: a new modification time
+    assert cache.get(path) is not first and len(loads) == 2
+    assert cache.get(path, trust_model=True) is not first and len(loads) == 3  # trust is part of the key

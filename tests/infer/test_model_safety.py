@@ -362,7 +362,7 @@ def test_each_path_resolves_a_model_once_and_checks_a_savedmodel_alone_once(sm_o
     check = counted("check", model_safety.check_savedmodel)
     monkeypatch.setattr(model_safety, "check_savedmodel", check)
     monkeypatch.setattr(inference, "check_savedmodel", check)
-    monkeypatch.setattr(api, "_CACHE", {})
+    monkeypatch.setattr(api, "_CACHE", None)
     Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "in.png")
     export = os.path.join(os.path.dirname(path), "export")
     for load in (lambda: load_upscaler(path, trust_model=True), lambda: sr_keras.load(path, trust_model=True),

@@ -12,7 +12,7 @@ from PIL import Image
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.cli import train_srgan, train_srresnet
 from sr_keras.infer.inference import load_upscaler
-from sr_keras.train import ema, gan, losses
+from sr_keras.train import ema, gan, losses, recipes
 
 pytestmark = pytest.mark.slow  # end-to-end ESRGAN training commands
 
@@ -142,8 +142,8 @@ def test_bad_esrgan_settings_fail_in_one_line_before_reading_data(extra, message
 def test_esrgan_preset_is_the_papers_gan_stage(capsys):
     from sr_keras.cli import training_flags
 
-    args = training_flags.resolve_paths(training_flags.parse_args(train_srgan.build_parser(), ["--preset", "esrgan"], train_srgan.PRESETS),
-                             "srgan")
+    parsed = training_flags.parse_args(train_srgan.build_parser(), ["--preset", "esrgan"], recipes.SRGAN_PRESETS)
+    args = training_flags.resolve_paths(parsed, "srgan")
     config = training_flags.generator_config(args, 4)
     assert config == GeneratorConfig(4, arch="rrdbnet", num_blocks=23, filters=64, growth=32)
     assert (args.gan, args.discriminator, args.content_layer, args.content_activation, args.content_criterion,
@@ -166,9 +166,11 @@ def test_esrgan_preset_is_the_papers_gan_stage(capsys):
 def test_rrdb_psnr_preset_trains_rrdbnet_with_l1_and_adam_2e_4():
     from sr_keras.cli import training_flags
 
-    args = training_flags.resolve_paths(training_flags.parse_args(train_srresnet.build_parser(), ["--preset", "rrdb-psnr"],
-                                            train_srresnet.PRESETS), "srresnet")
-    assert training_flags.generator_config(args, 4) == GeneratorConfig(4, arch="rrdbnet", num_blocks=23, filters=64, growth=32)
+    parsed = training_flags.parse_args(train_srresnet.build_parser(), ["--preset", "rrdb-psnr"],
+                                       recipes.SRRESNET_PRESETS)
+    args = training_flags.resolve_paths(parsed, "srresnet")
+    assert training_flags.generator_config(args, 4) == GeneratorConfig(4, arch="rrdbnet", num_blocks=23, filters=64,
+                                                                       growth=32)
     train = training_flags.train_config(args)
     assert (args.loss, train.lr, train.lr_decay_epochs, train.lr_decay_factor, train.hr_crop, train.batch_size) == (
         "l1", 2e-4, 200, 0.5, 128, 16)

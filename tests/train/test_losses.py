@@ -46,6 +46,16 @@ def test_l1_pixel_loss_is_per_image_mean_absolute_error():
     assert losses.PIXEL_LOSSES == {"mse": losses.pixel_loss, "l1": losses.l1_pixel_loss}
 
 
+def test_each_keras_pixel_loss_is_its_per_image_loss_averaged_over_the_batch():
+    # train_srresnet.py compiles the Keras name, the GAN calls the per-image function: one --loss, one loss
+    rng = np.random.default_rng(0)
+    hr, sr = rng.random((2, 4, 5, 3), dtype=np.float32), rng.random((2, 4, 5, 3), dtype=np.float32)
+    assert losses.KERAS_PIXEL_LOSSES.keys() == losses.PIXEL_LOSSES.keys()
+    for name, keras_name in losses.KERAS_PIXEL_LOSSES.items():
+        compiled = float(keras.ops.mean(keras.losses.get(keras_name)(hr, sr)))
+        assert compiled == pytest.approx(float(np.mean(losses.PIXEL_LOSSES[name](hr, sr))), rel=1e-6), name
+
+
 def test_relativistic_losses_on_fixed_logits():
     real, fake = np.array([[2.0], [-1.0]], np.float32), np.array([[0.5], [-3.0]], np.float32)
     # E[C(x_f)] = -1.25, E[C(x_r)] = 0.5: C(x_r) - E[C(x_f)] = [3.25, 0.25], C(x_f) - E[C(x_r)] = [0, -3.5]

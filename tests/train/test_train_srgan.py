@@ -17,7 +17,7 @@ from sr_keras.core.errors import UserError
 from sr_keras.data.imresize import downscale
 from sr_keras.exports.savedmodel import export_model
 from sr_keras.infer import loading
-from sr_keras.train import gan, loop, losses, runs
+from sr_keras.train import gan, loop, losses, recipes, runs
 
 TINY = ["--track", "bicubic_x4", "--steps-per-epoch", "2", "--batch-size", "2", "--hr-crop", "48",
         "--val-images", "1", "--panel-images", "1", "--num-blocks", "2", "--filters", "16"]
@@ -185,8 +185,8 @@ def test_select_last_exports_the_last_epoch_without_early_stopping(div2k, init_e
 
 
 def test_preset_demo_exports_under_runs_from_the_shipped_demo_models_architecture():
-    args = training_flags.resolve_paths(training_flags.parse_args(train_srgan.build_parser(), ["--preset", "demo"], train_srgan.PRESETS),
-                             "srgan")
+    parsed = training_flags.parse_args(train_srgan.build_parser(), ["--preset", "demo"], recipes.SRGAN_PRESETS)
+    args = training_flags.resolve_paths(parsed, "srgan")
     # the shipped, tracked saved_models/ is only read (the parent), never written
     assert args.export == os.path.join("runs", "srgan_demo_x4", "export")
     assert args.init_generator == os.path.join("saved_models", "demo_x4")

@@ -23,7 +23,7 @@ from sr_keras.core.errors import UserError
 from sr_keras.data.imresize import downscale
 from sr_keras.exports.savedmodel import export_model
 from sr_keras.infer import loading
-from sr_keras.train import distribute, ema, loop, runs
+from sr_keras.train import distribute, ema, loop, recipes, runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")
@@ -164,21 +164,22 @@ def test_bad_run_folders_fail_before_training(div2k, tmp_path, capsys, case):
 
 def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
     # docs/training.md documents these values and saved_models/demo_x4 was trained with them
-    assert train_srresnet.PRESETS["demo"] == dict(
+    assert recipes.SRRESNET_PRESETS["demo"] == dict(
         data="samples", track="bicubic_x4", num_blocks=6, filters=32, batch_norm=False, bicubic_skip=True,
         loss="mse", lr=1e-3, lr_schedule="cosine", hr_crop=96, batch_size=16, augment_p=0.5, epochs=10,
         steps_per_epoch=90, patience=1000, seed=0, test_images=-1, fresh=True, out=os.path.join("runs", "demo_x4"),
         export=os.path.join("runs", "demo_x4", "export"))
     parser = train_srresnet.build_parser()
-    args = training_flags.resolve_paths(training_flags.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
-                                            train_srresnet.PRESETS), "srresnet")
+    parsed = training_flags.parse_args(parser, ["--preset", "demo", "--epochs", "3", "--no-bicubic-skip"],
+                                       recipes.SRRESNET_PRESETS)
+    args = training_flags.resolve_paths(parsed, "srresnet")
     assert (args.data, args.num_blocks, args.filters, args.batch_norm, args.lr) == ("samples", 6, 32, False, 1e-3)
     assert (args.epochs, args.bicubic_skip, args.fresh) == (3, False, True)  # a second demo run starts over
     # the demo exports under runs/: the shipped, tracked saved_models/demo_x4 stays as shipped
     assert args.export == os.path.join("runs", "demo_x4", "export")
     assert sorted(args.given_architecture) == ["bicubic_skip"]  # typed on the command line, not the preset's
-    assert not training_flags.parse_args(parser, ["--preset", "demo", "--no-fresh"], train_srresnet.PRESETS).fresh
-    assert not training_flags.parse_args(parser, [], train_srresnet.PRESETS).fresh
+    assert not training_flags.parse_args(parser, ["--preset", "demo", "--no-fresh"], recipes.SRRESNET_PRESETS).fresh
+    assert not training_flags.parse_args(parser, [], recipes.SRRESNET_PRESETS).fresh
     help_text = " ".join(parser.format_help().split())  # as read, whatever the terminal's line wrapping
     for flag in ("--precision", "--jit", "--strategy", "--loss", "--lr-schedule", "--preset", "--val-images",
                  "--fresh"):

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from sr_keras.cli import training_flags
 from sr_keras.core.errors import UserError
-from sr_keras.train import callbacks, distribute, loop, runs
+from sr_keras.train import callbacks, distribute, loop, recipes, runs
 from sr_keras.train.settings import RunState, TrainConfig
 
 
@@ -304,7 +304,7 @@ def test_explicit_flags_override_the_preset_and_defaults_fill_the_rest():
     parser = training_flags.add_common_args(argparse.ArgumentParser(), presets=presets)
     args = training_flags.parse_args(parser, ["--preset", "small", "--lr", "0.5", "--batch-norm"], presets)
     assert (args.lr, args.filters, args.batch_norm, args.epochs) == (0.5, 32, True, 5)
-    assert args.batch_size == training_flags.REPORT_DEFAULTS["batch_size"]
+    assert args.batch_size == recipes.REPORT_DEFAULTS["batch_size"]
     plain = training_flags.parse_args(parser, [], presets)
     assert (plain.lr, plain.filters, plain.batch_norm) == (1e-4, 64, True)
     srgan = training_flags.add_common_args(argparse.ArgumentParser(), defaults={"lr_decay_epochs": 150, "patience": 50})
