@@ -46,18 +46,18 @@ def check_out(out):
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
-    from sr_keras.infer.loading import resolve_model
+    from sr_keras.infer.loading import resolve
 
-    path_a, path_b = resolve_model(args.a, "A"), resolve_model(args.b, "B")
+    ref_a, ref_b = resolve(args.a, "A", check=False), resolve(args.b, "B", check=False)  # Keras models only
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     check_out(args.out)
     from sr_keras.exports.interpolation import check_same_architecture, export_config, interpolate
     from sr_keras.exports.savedmodel import export_model
     from sr_keras.infer.loading import load_keras_model
 
-    model_a, model_b = load_keras_model(path_a, "A"), load_keras_model(path_b, "B")
+    model_a, model_b = load_keras_model(ref_a, "A"), load_keras_model(ref_b, "B")
     check_same_architecture(model_a, model_b, args.a, args.b)
-    config = export_config(path_a, model_a, "A", args.a)
+    config = export_config(ref_a.path, model_a, "A", args.a)
     blended = interpolate(model_a, model_b, args.alpha)
     out = export_model(blended, args.out, config)
     print(f"wrote {out}: {1 - args.alpha:g} * '{args.a}' + {args.alpha:g} * '{args.b}' "

@@ -88,16 +88,16 @@ def main(argv=None):
     args = training_flags.resolve_paths(training_flags.parse_args(build_parser(), argv, recipes.SRGAN_PRESETS),
                                         "srgan")
     train = training_flags.train_config(args)
-    parent = None
+    parent, init = None, args.init_generator
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
-            path = loading.resolve_model(args.init_generator, flag="--init-generator")
+            init = loading.resolve(args.init_generator, "--init-generator", check=False)
         except UserError as e:
             hints = recipes.SRGAN_HINTS
             hint = f"; {hints[args.preset]}" if args.preset in hints else ""
             raise UserError(f"{e}{hint}") from None
-        loading.resolve_checked(path, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
-        parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
+        init = loading.resolve(init, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
+        parent = loading.load_generator_config(init.path)  # None without generator.json: the flags say it all
     elif args.init_generator:  # a resumed run's architecture came from the parent too, if it is still there
         try:
             parent = loading.load_generator_config(loading.resolve_model(args.init_generator, "--init-generator"))
@@ -106,7 +106,7 @@ def main(argv=None):
     generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                                        f"--init-generator {args.init_generator}")
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
-    runner.run(train, generator_config, GANTrainer(args, hr_size))
+    runner.run(train, generator_config, GANTrainer(args, hr_size, init))
 
 
 class GANTrainer(runner.TrainerBuilder):
@@ -119,8 +119,9 @@ class GANTrainer(runner.TrainerBuilder):
     """
     model = "srgan"
 
-    def __init__(self, flags, hr_size):
+    def __init__(self, flags, hr_size, init=None):
         self.flags, self.hr_size = flags, hr_size
+        self.init = init  # --init-generator: the loading.ModelRef resolved (and checked) by main, or as given
         self.content = None  # --content-weight 0: pixel + adversarial (Ledig et al.'s SRGAN-MSE); no VGG
 
     def settings(self, train):
@@ -144,7 +145,7 @@ class GANTrainer(runner.TrainerBuilder):
         flags = self.flags
         generator = loop.make_generator(generator_config)
         if flags.init_generator and not state:
-            gan.load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
+            gan.load_init_generator(generator, self.init, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
         model = gan.build_srgan_trainer(generator, self.hr_size, self.content, generator_config.scale, lr=train.lr,
                                         pixel_weight=flags.pixel_weight, content_weight=flags.content_weight,

@@ -49,16 +49,16 @@ def main(argv=None):
     train = training_flags.train_config(args)
     if args.init_trunk and args.init_generator:
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
-    parent = None
+    parent = init = None
     if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
-        path, _ = loading.resolve_checked(args.init_generator, "--init-generator", args.trust_model)
-        parent = loading.load_generator_config(path)  # None without generator.json: the flags say it all
+        init = loading.resolve(args.init_generator, "--init-generator", args.trust_model)
+        parent = loading.load_generator_config(init.path)  # None without generator.json: the flags say it all
     generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                                        f"--init-generator {args.init_generator}")
     loop.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and generator_config.arch != registry.SRRESNET.arch:
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
-    runner.run(train, generator_config, SRResNetTrainer(args))
+    runner.run(train, generator_config, SRResNetTrainer(args, init))
 
 
 class SRResNetTrainer(runner.TrainerBuilder):
@@ -67,11 +67,12 @@ class SRResNetTrainer(runner.TrainerBuilder):
 
     Args:
         flags: the parsed flags (--loss, --init-trunk, --init-generator, --trust-model).
+        init: --init-generator's loading.ModelRef, resolved (and checked) once by main; None without one.
     """
     model = "srresnet"
 
-    def __init__(self, flags):
-        self.flags = flags
+    def __init__(self, flags, init=None):
+        self.flags, self.init = flags, init
 
     def settings(self, train):
         return {"loss": self.flags.loss}
@@ -90,7 +91,7 @@ class SRResNetTrainer(runner.TrainerBuilder):
         elif flags.init_generator:
             from sr_keras.train.gan import load_init_generator
 
-            load_init_generator(generator, flags.init_generator, generator_config, flags.trust_model)
+            load_init_generator(generator, self.init, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
         return trainer, generator
 

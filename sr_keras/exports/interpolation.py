@@ -8,6 +8,7 @@ what stops two models from being blended.
 """
 import numpy as np
 
+from sr_keras.archs.graph import inbound_map
 from sr_keras.core.errors import UserError
 
 # Layer settings that do not change what the layer computes from its weights: how they were created
@@ -19,22 +20,6 @@ _IGNORED_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 def _settings(layer):
     return {k: v for k, v in layer.get_config().items()
             if k not in _IGNORED_KEYS and not k.endswith(_IGNORED_SUFFIXES)}
-
-
-def _inbound(model):
-    """{layer name: names of the layers feeding it}, from a functional model's config ({} otherwise)."""
-    def history(v, found):
-        if isinstance(v, dict):
-            if "keras_history" in v:
-                found.append(v["keras_history"][0])
-            for x in v.values():
-                history(x, found)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                history(x, found)
-        return found
-
-    return {ly["name"]: history(ly.get("inbound_nodes", []), []) for ly in model.get_config().get("layers", [])}
 
 
 def architecture_difference(a, b):
@@ -56,7 +41,7 @@ def architecture_difference(a, b):
         missing = [n for n in names if n not in other]
         if missing:
             return f"layer '{missing[0]}' of the {which[0]} is missing from the {which[1]}"
-    inbound_a, inbound_b = _inbound(a), _inbound(b)
+    inbound_a, inbound_b = inbound_map(a), inbound_map(b)
     for la in a.layers:
         lb = b.get_layer(la.name)
         what = f"layer '{la.name}'"

@@ -168,21 +168,6 @@ def resolve(name_or_path, flag="--model", trust_model=False, check=True):
     return ref
 
 
-def resolve_checked(name_or_path, flag="--model", trust_model=False):
-    """(path, savedmodel_only) of `resolve`, for callers that pass a path on rather than the ModelRef.
-
-    Args:
-        name_or_path: a path or a model name (see resolve_model).
-        flag: the command-line flag that gave it, for error messages.
-        trust_model: as resolve's.
-
-    Raises:
-        UserError: one line naming the value, when it is not found or the SavedModel is refused.
-    """
-    ref = resolve(name_or_path, flag, trust_model)
-    return ref.path, ref.kind == "savedmodel"
-
-
 def load_keras_model(path, flag="--model"):
     """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from sr_keras.archs.graph import inbound_names
 from sr_keras.core.errors import UserError, first_line
 
 # Layers that act on each pixel independently (they widen nothing).
@@ -144,11 +145,11 @@ class _Walk:
         done = {}
         pending = list(layers)
         while pending:  # layers are usually listed in order; loop until every input is known
-            ready = [ly for ly in pending if all(p in done for p in _inbound_names(ly.get("inbound_nodes", [])))]
+            ready = [ly for ly in pending if all(p in done for p in inbound_names(ly.get("inbound_nodes", [])))]
             if not ready:
                 return None
             for ly in ready:
-                ins = [done[p] for p in _inbound_names(ly.get("inbound_nodes", []))] or [inp]
+                ins = [done[p] for p in inbound_names(ly.get("inbound_nodes", []))] or [inp]
                 out = self.layer(ly["class_name"], ly["config"], ins)
                 if out is None:
                     return None
@@ -156,26 +157,6 @@ class _Walk:
                 pending.remove(ly)
         outs = [done[o[0]] for o in _output_refs(cfg.get("output_layers", [])) if o[0] in done]
         return (max(o[0] for o in outs), max(o[1] for o in outs), max(o[2] for o in outs)) if outs else None
-
-
-def _inbound_names(nodes):
-    """Names of the layers feeding a layer, from its serialized inbound nodes."""
-    names = []
-
-    def walk(v):
-        if isinstance(v, dict):
-            hist = v.get("config", {}).get("keras_history") if v.get("class_name") == "__keras_tensor__" else None
-            if hist:
-                names.append(hist[0])
-            else:
-                for x in v.values():
-                    walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-
-    walk(nodes)
-    return names
 
 
 def _output_refs(spec):

@@ -185,3 +185,13 @@ def test_every_scale_a_config_accepts_has_upsampling_stages_in_both_architecture
     for scale in config.SCALES:
         assert models.srresnet(scale, num_blocks=1, filters=8)(x).shape == (1, 5 * scale, 4 * scale, 3)
         assert rrdbnet(scale, num_blocks=1, filters=8, growth=4)(x).shape == (1, 5 * scale, 4 * scale, 3)
+
+
+def test_inbound_map_names_each_layers_inputs_including_a_skip():
+    from sr_keras.archs.graph import inbound_map
+
+    x = keras.Input((None, None, 3), name="lr")
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(x)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    out = keras.layers.Add(name="sum")([a, b])
+    assert inbound_map(keras.Model(x, out)) == {"lr": [], "a": ["lr"], "b": ["a"], "sum": ["a", "b"]}

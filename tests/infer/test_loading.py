@@ -12,7 +12,7 @@ from sr_keras.archs.config import GeneratorConfig
 from sr_keras.core.errors import UserError
 import sr_keras
 from sr_keras.infer.loading import (ModelRef, known_models, load_generator_config, load_keras_model, probe_scale,
-    resolve, resolve_checked, resolve_model)
+    resolve, resolve_model)
 
 REPO_MODELS = Path(sr_keras.__file__).resolve().parent.parent / "saved_models"
 
@@ -166,17 +166,17 @@ def test_probe_scale_names_the_model_when_it_fails_on_the_input():
                             "expected shape=(None, 48, 48, 3)")
 
 
-def test_resolve_checked_checks_only_a_savedmodel_folder_without_model_keras(user_models):
+def test_resolve_checks_only_a_savedmodel_folder_without_model_keras(user_models):
     folder = user_models
-    assert resolve_checked("mine_x2") == (str(folder / "mine_x2.keras"), False)
-    assert resolve_checked("demo_x4")[1] is False  # model.keras is preferred: loaded in safe mode, not run
+    assert resolve("mine_x2").path == str(folder / "mine_x2.keras") and not resolve("mine_x2").checked
+    assert resolve("demo_x4").kind == "export"  # model.keras is preferred: loaded in safe mode, not run
     # a SavedModel without model.keras: refused unless vouched for, then its graph is checked all the same
     with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: a SavedModel without model.keras "
                                         r"is a program .* pass --trust-model if you wrote this model yourself$"):
-        resolve_checked("served", "--init-generator")
+        resolve("served", "--init-generator")
     # "served" holds an empty saved_model.pb: parsed, it has no object graph (a TF1 SavedModel)
     with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
-        resolve_checked("served", "--init-generator", trust_model=True)
+        resolve("served", "--init-generator", trust_model=True)
 
 
 def test_resolve_gives_one_model_ref_naming_the_kind_the_loaders_dispatch_on(user_models):
