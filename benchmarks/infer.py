@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from sr_keras.cli.parsing import HelpFormatter, checked, non_negative_int, positive_int
+from sr_keras.cli.parsing import HelpFormatter, checked, naming_flags, non_negative_int, positive_int
 from sr_keras.cli.upscale import tile_memory
 from sr_keras.core.errors import cli_entry
 from sr_keras.core.tfbanner import hide_tensorflow_banner
@@ -104,7 +104,8 @@ def load(args, tmp):
     from sr_keras.infer import inference
 
     if args.model not in RANDOM_MODELS:
-        return inference.load_upscaler(args.model, "--model", trust_model=args.trust_model)
+        with naming_flags(model="--model", trust_model="--trust-model"):
+            return inference.load_upscaler(args.model, trust_model=args.trust_model)
     import keras
 
     from sr_keras.archs.config import GeneratorConfig

@@ -37,7 +37,8 @@ def load(name_or_path, trust_model=False):
         sr_keras.infer.inference.Upscaler: callable on one uint8 image; `scale` and `config` describe it.
 
     Raises:
-        sr_keras.core.errors.UserError: the model cannot be found or loaded, or is refused (one line naming it).
+        sr_keras.core.errors.UserError: the model cannot be found or loaded, or is refused (one line naming
+            it: "model 'x' not found: ...").
     """
     if isinstance(name_or_path, Upscaler):
         return name_or_path
@@ -47,7 +48,7 @@ def load(name_or_path, trust_model=False):
         from sr_keras.infer.inference import ModelCache
 
         _CACHE = ModelCache()
-    return _CACHE.get(name_or_path, "model", trust_model)
+    return _CACHE.get(name_or_path, trust_model)
 
 
 def _pixels(image):

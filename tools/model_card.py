@@ -22,7 +22,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sr_keras.cli.parsing import HelpFormatter  # noqa: E402
+from sr_keras.cli.parsing import HelpFormatter, naming_flags  # noqa: E402
 from sr_keras.core.errors import UserError, cli_entry  # noqa: E402
 
 # SRResNet's trainable parameters in the report's Table 1.
@@ -247,7 +247,8 @@ def main(argv=None):
     a = parser.parse_args(argv)
     from sr_keras.data.degradations import parse_degrade
 
-    degrade = parse_degrade(a.degrade) if a.degrade else None
+    with naming_flags(degrade="--degrade"):
+        degrade = parse_degrade(a.degrade) if a.degrade else None
     parent = None
     if a.init_card:
         with open(a.init_card) as f:

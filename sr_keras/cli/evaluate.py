@@ -12,7 +12,7 @@ sr_keras.evaluation.figures.
 """
 import os
 
-from sr_keras.cli.parsing import ArgumentParser, checked, non_negative_int, positive_int
+from sr_keras.cli.parsing import ArgumentParser, checked, naming_flags, non_negative_int, positive_int
 from sr_keras.core.errors import UserError, cli_entry
 from sr_keras.core.outputs import check_writable_folder, removed_if_left_empty
 from sr_keras.core.tfbanner import hide_tensorflow_banner
@@ -20,6 +20,9 @@ from sr_keras.evaluation import results
 
 figure_count = checked(int, lambda v: v >= -1, "an integer >= -1 (-1 = all)")
 metric_list = checked(results.parse_metrics, bool, "a comma-separated subset of " + ",".join(results.METRICS))
+# The flag that gives each library argument the errors name (sr_keras.cli.parsing.naming_flags).
+FLAGS = dict(model="--model", trust_model="--trust-model", hr_dir="--hr-dir", lr_dir="--lr-dir", degrade="--degrade",
+             logs="--logs", out="--out")
 
 
 def parse_args(argv):
@@ -70,18 +73,47 @@ def parse_args(argv):
     return a
 
 
+def parse_models(specs):
+    """--model values -> [(name, path)]; UserError naming a bad one.
+
+    A value is `NAME=PATH` or a bare PATH or shipped model name (as upscale.py's --model), which
+    names its row by itself: `srresnet_x4` -> srresnet_x4, `runs/m/model.keras` -> model.
+    `bicubic` and `HR` are the baseline's and the HR images' rows.
+    """
+    from sr_keras.evaluation.scoring import BASELINE
+
+    models = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            path, name = spec, os.path.basename(os.path.normpath(spec)) if spec else ""
+            stem, ext = os.path.splitext(name)
+            name = stem if ext in (".keras", ".tflite") else name
+        if not name or not path:
+            raise UserError(f"--model '{spec}' must be NAME=PATH or a model name, e.g. --model srresnet_x4 or "
+                            "--model srresnet=saved_models/srresnet_x4")
+        taken = next((row for row in (BASELINE, results.REFERENCE) if row.lower() == name.lower()), None)
+        if taken:
+            raise UserError(f"--model '{spec}': the name '{name}' is taken by the {taken} row; "
+                            "choose another (NAME=PATH)")
+        if name in (m[0] for m in models):
+            raise UserError(f"--model '{spec}': the name '{name}' is given twice")
+        models.append((name, path))
+    return models
+
+
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out '{args.out}' exists and is not a folder")
-    with removed_if_left_empty(args.out):  # a refused run leaves no --out it made
+    with removed_if_left_empty(args.out), naming_flags(**FLAGS):  # a refused run leaves no --out it made
         _evaluate(args)
 
 
 def _evaluate(flags):
-    """The rest of main(), from the parsed flags, inside removed_if_left_empty."""
-    check_writable_folder(flags.out, "--out")
+    """The rest of main(), from the parsed flags, inside removed_if_left_empty and naming_flags(**FLAGS)."""
+    check_writable_folder(flags.out)
     for run in flags.logs:
         if not os.path.isdir(run):
             raise UserError(f"--logs '{run}' is not a folder: give a training run folder (its --out)")
@@ -91,7 +123,7 @@ def _evaluate(flags):
     hide_tensorflow_banner()
     from sr_keras.evaluation import benchmark
 
-    models = benchmark.parse_models(flags.model)
+    models = parse_models(flags.model)
     if flags.hr_dir is not None:
         if any("{track}" in path for _, path in models):
             raise UserError("{track} in a --model path needs DIV2K mode (--data/--track), not --hr-dir")

@@ -10,7 +10,7 @@ Android and in a browser; upscale.py --model FILE.tflite runs it here.
 """
 import os
 
-from sr_keras.cli.parsing import ArgumentParser
+from sr_keras.cli.parsing import ArgumentParser, naming_flags
 from sr_keras.core.errors import UserError, cli_entry
 from sr_keras.core.tfbanner import hide_tensorflow_banner
 
@@ -60,35 +60,41 @@ def check_out(out, fmt):
     if fmt == "savedmodel":
         from sr_keras.exports.savedmodel import check_export_dir  # imports TensorFlow: the banner is hidden by now
 
-        check_export_dir(out, "--out")
-    check_writable_parent(out, "--out", keep_folders=fmt == "tflite")  # export_model makes its own
+        check_export_dir(out)
+    check_writable_parent(out, keep_folders=fmt == "tflite")  # export_model makes its own
 
 
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    with naming_flags(model="MODEL", export="--out", out="--out"):
+        _export(args)
+
+
+def _export(flags):
+    """The rest of main(), from the parsed flags, inside naming_flags."""
     from sr_keras.infer.loading import resolve
 
-    ref = resolve(args.model, "MODEL", check=False)  # a SavedModel alone is refused by load_keras_model, never run
-    out = args.out or default_out(args.model, args.format, args.fp16)
-    if args.format == "tflite":
-        check_out(out, args.format)
+    ref = resolve(flags.model, check=False)  # a SavedModel alone is refused by load_keras_model, never run
+    out = flags.out or default_out(flags.model, flags.format, flags.fp16)
+    if flags.format == "tflite":
+        check_out(out, flags.format)
     else:
-        check_replaceable(out, default_out(args.model, args.format, args.fp16))
+        check_replaceable(out, default_out(flags.model, flags.format, flags.fp16))
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
     from sr_keras.exports.savedmodel import export_model
     from sr_keras.infer.loading import load_keras_model
 
-    if args.format == "savedmodel":
-        check_out(out, args.format)
-    model = load_keras_model(ref, "MODEL")
-    if args.format == "tflite":
+    if flags.format == "savedmodel":
+        check_out(out, flags.format)
+    model = load_keras_model(ref)
+    if flags.format == "tflite":
         from sr_keras.exports.tflite import export_tflite
 
-        export_tflite(model, out, fp16=args.fp16)
+        export_tflite(model, out, fp16=flags.fp16)
         print(f"wrote {out} ({os.path.getsize(out) / 2 ** 20:.2f} MB, uint8 images in and out, any size"
-              f"{', float16 weights' if args.fp16 else ''})")
+              f"{', float16 weights' if flags.fp16 else ''})")
     else:
         from sr_keras.exports.interpolation import export_config
 
-        print(f"wrote {export_model(model, out, export_config(ref.path, model, 'MODEL', ref.given, label='MODEL '))}")
+        print(f"wrote {export_model(model, out, export_config(ref.path, model, ref.given))}")

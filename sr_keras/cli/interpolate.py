@@ -10,7 +10,7 @@ take. With A a PSNR-oriented model and B its GAN fine-tuning, alpha moves from s
 import argparse
 import os
 
-from sr_keras.cli.parsing import ArgumentParser, checked
+from sr_keras.cli.parsing import ArgumentParser, checked, naming_flags
 from sr_keras.core.errors import UserError, cli_entry
 from sr_keras.core.tfbanner import hide_tensorflow_banner
 
@@ -40,26 +40,38 @@ def check_out(out):
     if os.path.isdir(out) and os.listdir(out) and not is_export(out):
         raise UserError(f"--out '{out}' is not empty and holds no previous export; refusing to overwrite its "
                         "files: give a new or empty folder")
-    check_writable_parent(out, "--out", keep_folders=False)  # export_model makes them
+    check_writable_parent(out, keep_folders=False)  # export_model makes them
+
+
+def _as(name, call, *positional, **keywords):
+    """call(*positional, **keywords), its errors about `model` naming `name` (A or B): one loader, two arguments."""
+    with naming_flags(model=name):
+        return call(*positional, **keywords)
 
 
 @cli_entry
 def main(argv=None):
     args = parse_args(argv)
+    with naming_flags(out="--out", export="--out"):
+        _interpolate(args)
+
+
+def _interpolate(flags):
+    """The rest of main(), from the parsed flags, inside naming_flags."""
     from sr_keras.infer.loading import resolve
 
-    ref_a, ref_b = resolve(args.a, "A", check=False), resolve(args.b, "B", check=False)  # Keras models only
+    ref_a, ref_b = _as("A", resolve, flags.a, check=False), _as("B", resolve, flags.b, check=False)  # Keras only
     hide_tensorflow_banner()  # TensorFlow loads only once the arguments are sound
-    check_out(args.out)
+    check_out(flags.out)
     from sr_keras.exports.interpolation import check_same_architecture, export_config, interpolate
     from sr_keras.exports.savedmodel import export_model
     from sr_keras.infer.loading import load_keras_model
 
-    model_a, model_b = load_keras_model(ref_a, "A"), load_keras_model(ref_b, "B")
-    check_same_architecture(model_a, model_b, args.a, args.b)
-    config = export_config(ref_a.path, model_a, "A", args.a)
-    blended = interpolate(model_a, model_b, args.alpha)
-    out = export_model(blended, args.out, config)
-    print(f"wrote {out}: {1 - args.alpha:g} * '{args.a}' + {args.alpha:g} * '{args.b}' "
+    model_a, model_b = _as("A", load_keras_model, ref_a), _as("B", load_keras_model, ref_b)
+    check_same_architecture(model_a, model_b, flags.a, flags.b)
+    config = _as("A", export_config, ref_a.path, model_a, flags.a)
+    blended = interpolate(model_a, model_b, flags.alpha)
+    out = export_model(blended, flags.out, config)
+    print(f"wrote {out}: {1 - flags.alpha:g} * '{flags.a}' + {flags.alpha:g} * '{flags.b}' "
           f"({len(blended.weights)} weights, {config.describe()}, x{config.scale})")
 

@@ -1,13 +1,12 @@
 """What every script's command line shares: the parser (a mistyped flag gets the closest one), its help
 formatter (every default shown, the examples kept as written) and checked argument types."""
 import argparse
-import contextlib
 import difflib
 import math
 import re
 import sys
 
-from sr_keras.core.errors import UserError
+from sr_keras.core.errors import naming
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -110,18 +109,16 @@ non_negative_float = checked(float, lambda v: 0 <= v < math.inf, "a finite numbe
 probability = checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
-@contextlib.contextmanager
 def naming_flags(**flags):
     """Within the block, a UserError about a library argument names the flag that gave it.
 
     The library words its errors after its own arguments ("model 'x' not found"); the script knows
     which flag gave each: `with naming_flags(model="--model"):` makes that "--model 'x' not found".
-    Errors about other arguments, or about none, pass unchanged.
-    """
-    try:
-        yield
-    except UserError as e:
-        if e.argument in flags:
-            e.rename(flags[e.argument])
-        raise
+    Advice naming another argument takes its flag too where one is given (`trust_model="--trust-model"`:
+    "pass --trust-model", not "pass trust_model=True"). Errors about other arguments, or about none,
+    pass unchanged.
 
+    Args:
+        **flags: {library argument: the flag that gives it}, e.g. model="--model", out="-o".
+    """
+    return naming(**flags)

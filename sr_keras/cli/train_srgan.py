@@ -91,22 +91,25 @@ def main(argv=None):
     parent, init = None, args.init_generator
     if args.init_generator and not train.resume:  # before --fresh removes anything (runs.prepare_run)
         try:  # a path, or a model name (saved_models/, $SR_KERAS_MODELS)
-            init = loading.resolve(args.init_generator, "--init-generator", check=False)
+            with parsing.naming_flags(**training_flags.INIT_GENERATOR_FLAGS):
+                init = loading.resolve(args.init_generator, check=False)
         except UserError as e:
             hints = recipes.SRGAN_HINTS
             hint = f"; {hints[args.preset]}" if args.preset in hints else ""
             raise UserError(f"{e}{hint}") from None
-        init = loading.resolve(init, "--init-generator", args.trust_model)  # a SavedModel alone: checked now
+        with parsing.naming_flags(**training_flags.INIT_GENERATOR_FLAGS):
+            init = loading.resolve(init, args.trust_model)  # a SavedModel alone: checked now
         parent = loading.load_generator_config(init.path)  # None without generator.json: the flags say it all
     elif args.init_generator:  # a resumed run's architecture came from the parent too, if it is still there
         try:
-            parent = loading.load_generator_config(loading.resolve_model(args.init_generator, "--init-generator"))
+            parent = loading.load_generator_config(loading.resolve_model(args.init_generator))
         except UserError:
             pass  # the parent is gone: the flags, which --resume compares with the checkpoint's
     generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                                        f"--init-generator {args.init_generator}")
     hr_size = check_crop(train.hr_crop, generator_config.scale, args.discriminator)
-    runner.run(train, generator_config, GANTrainer(args, hr_size, init))
+    with parsing.naming_flags(**training_flags.OUTPUT_FLAGS):
+        runner.run(train, generator_config, GANTrainer(args, hr_size, init))
 
 
 class GANTrainer(runner.TrainerBuilder):
@@ -145,7 +148,8 @@ class GANTrainer(runner.TrainerBuilder):
         flags = self.flags
         generator = loop.make_generator(generator_config)
         if flags.init_generator and not state:
-            gan.load_init_generator(generator, self.init, generator_config, flags.trust_model)
+            with parsing.naming_flags(**training_flags.INIT_GENERATOR_FLAGS):
+                gan.load_init_generator(generator, self.init, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
         model = gan.build_srgan_trainer(generator, self.hr_size, self.content, generator_config.scale, lr=train.lr,
                                         pixel_weight=flags.pixel_weight, content_weight=flags.content_weight,

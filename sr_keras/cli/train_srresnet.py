@@ -51,14 +51,16 @@ def main(argv=None):
         raise UserError("--init-trunk and --init-generator both start the generator: give one of them")
     parent = init = None
     if args.init_generator:  # resolved (and a SavedModel alone checked) before any slow or destructive work
-        init = loading.resolve(args.init_generator, "--init-generator", args.trust_model)
+        with parsing.naming_flags(**training_flags.INIT_GENERATOR_FLAGS):
+            init = loading.resolve(args.init_generator, args.trust_model)
         parent = loading.load_generator_config(init.path)  # None without generator.json: the flags say it all
     generator_config = training_flags.generator_config(args, loaders.scale_of(train.track), parent,
                                                        f"--init-generator {args.init_generator}")
     loop.check_hr_crop(train.hr_crop, generator_config.scale)
     if args.init_trunk and generator_config.arch != registry.SRRESNET.arch:
         raise UserError(f"--init-trunk {args.init_trunk}: SRResNet layers; not for --generator rrdb")
-    runner.run(train, generator_config, SRResNetTrainer(args, init))
+    with parsing.naming_flags(**training_flags.OUTPUT_FLAGS):
+        runner.run(train, generator_config, SRResNetTrainer(args, init))
 
 
 class SRResNetTrainer(runner.TrainerBuilder):
@@ -86,12 +88,14 @@ class SRResNetTrainer(runner.TrainerBuilder):
         if state:
             return trainer, generator
         if flags.init_trunk:
-            copied = loop.init_trunk(generator, flags.init_trunk)
+            with parsing.naming_flags(**training_flags.INIT_TRUNK_FLAGS):
+                copied = loop.init_trunk(generator, flags.init_trunk)
             print(f"trunk initialised from {flags.init_trunk} ({copied} layers)")
         elif flags.init_generator:
             from sr_keras.train.gan import load_init_generator
 
-            load_init_generator(generator, self.init, generator_config, flags.trust_model)
+            with parsing.naming_flags(**training_flags.INIT_GENERATOR_FLAGS):
+                load_init_generator(generator, self.init, generator_config, flags.trust_model)
             print(f"generator initialised from {flags.init_generator} ({generator_config.describe()})")
         return trainer, generator
 

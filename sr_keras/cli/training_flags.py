@@ -19,6 +19,11 @@ milestones = checked(lambda text: tuple(int(m) for m in text.split(",")), lambda
                      "comma-separated positive epochs, e.g. 50,100,200,300")
 decay = checked(float, lambda v: 0.0 < v < 1.0, "a decay in (0, 1), e.g. 0.999")
 test_count = checked(int, lambda v: -1 <= v <= INT_MAX, "an integer >= -1 (-1: all)")
+# The flags that give the library arguments a training run's errors name (sr_keras.cli.parsing.naming_flags):
+# the run's outputs, and each model it may start from.
+OUTPUT_FLAGS = dict(out="--out", export="--export")
+INIT_GENERATOR_FLAGS = dict(model="--init-generator", trust_model="--trust-model")
+INIT_TRUNK_FLAGS = dict(model="--init-trunk")
 
 
 def add_common_args(parser, defaults=None, presets=None, model_name=None):

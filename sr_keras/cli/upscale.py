@@ -14,7 +14,8 @@ status is then 2. An input is never overwritten (a folder upscaled into itself, 
 import os
 import sys
 
-from sr_keras.cli.parsing import INT_MAX, ArgumentParser, checked, non_negative_int, positive_float, positive_int
+from sr_keras.cli.parsing import (INT_MAX, ArgumentParser, checked, naming_flags, non_negative_int, positive_float,
+                                  positive_int)
 from sr_keras.core.errors import UserError, cli_entry, one_line
 from sr_keras.core.outputs import check_writable_folder, check_writable_parent, removed_if_left_empty
 from sr_keras.core.tfbanner import hide_tensorflow_banner
@@ -119,19 +120,20 @@ def main(argv=None):
     if not files:  # one line naming every input that gave nothing
         raise UserError(f"nothing to upscale: {'; '.join(msg for _, msg in problems)}; "
                         "give image files or folders that hold images")
-    # resolved once, here; a SavedModel alone is checked by load_upscaler, after the output checks
-    model = resolve(args.model, "--model", check=False)
-    with removed_if_left_empty(out_dir):  # a refused model or no image written leaves no folder made here
-        _upscale(args, model, files, problems, out_dir, output,
-                 Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles))
+    with naming_flags(model="--model", trust_model="--trust-model", out="--out" if args.output is None else "-o"):
+        # resolved once, here; a SavedModel alone is checked by load_upscaler, after the output checks
+        model = resolve(args.model, check=False)
+        with removed_if_left_empty(out_dir):  # a refused model or no image written leaves no folder made here
+            _upscale(args, model, files, problems, out_dir, output,
+                     Tiling(args.tile, args.tile_overlap, args.tile_memory, args.batch_tiles))
 
 
 def _upscale(flags, model, files, problems, out_dir, output, tiling):
-    """The rest of main(), from the checked flags, inside removed_if_left_empty."""
+    """The rest of main(), from the checked flags, inside removed_if_left_empty and naming_flags."""
     if flags.output is None:  # before the model is loaded: a place that cannot be written fails at once
-        check_writable_folder(flags.out, "--out")
+        check_writable_folder(flags.out)
     else:
-        check_writable_parent(flags.output, "-o")
+        check_writable_parent(flags.output)
     for _, msg in problems:
         print(f"error: {one_line(msg)}", file=sys.stderr)
 
@@ -139,7 +141,7 @@ def _upscale(flags, model, files, problems, out_dir, output, tiling):
     from sr_keras.infer.inference import load_upscaler
     from sr_keras.infer.pictures import upscale_files
 
-    upscaler = load_upscaler(model, "--model", trust_model=flags.trust_model)
+    upscaler = load_upscaler(model, trust_model=flags.trust_model)
     written, skipped, failed = upscale_files(upscaler, files, out_dir, tiling, output, out_file=flags.output,
                                              skip_existing=flags.skip_existing)
     note = f"; skipped {skipped} whose output exists" if skipped else ""

@@ -8,7 +8,7 @@ login, so anyone who can reach it can upload pictures and use this machine's pro
 """
 import sys
 
-from sr_keras.cli.parsing import ArgumentParser, checked, positive_float
+from sr_keras.cli.parsing import ArgumentParser, checked, naming_flags, positive_float
 from sr_keras.core.errors import UserError, cli_entry
 from sr_keras.core.tfbanner import hide_tensorflow_banner
 from sr_keras.web.server import is_loopback
@@ -46,7 +46,8 @@ def main(argv=None):
     from sr_keras.web.jobs import Worker
     from sr_keras.web.server import address, make_server
 
-    worker = Worker(flags.model, flags.max_megapixels)
+    with naming_flags(default_model="--model"):
+        worker = Worker(flags.model, flags.max_megapixels)
     try:
         server = make_server(worker, flags.host, flags.port)
     except OSError as e:

@@ -5,6 +5,7 @@ file name, a tab, a line separator) as escapes, and `first_line` keeps a path's 
 SIGTERM is handled as SIGINT, so the cleanup of atomic writes (sr_keras.core.imageio.atomic_file) runs
 when a batch is stopped by `kill` or a job scheduler.
 """
+import contextlib
 import functools
 import os
 import signal
@@ -57,6 +58,31 @@ class UserError(Exception):
         """Say `argument` where the message named the library's argument (in place: subclasses stay)."""
         self.argument = argument
         self.args = (f"{argument} {self.detail}",)
+
+    def rename_arguments(self, names):
+        """Say names[a] for each library argument `a` the message names, in place: its `argument`, and in
+        a subclass whose advice names another argument (pass trust_model=True), that one too.
+
+        Args:
+            names: {library argument: the name to say instead}.
+        """
+        if self.argument in names:
+            self.rename(names[self.argument])
+
+
+@contextlib.contextmanager
+def naming(**names):
+    """Within the block, a UserError about library argument `a` is about names[a] instead.
+
+    A function that hands its argument to another under that one's name says so: a training run's
+    export checked as an output path, `with naming(out="export"):`. A script names its flags the same
+    way (sr_keras.cli.parsing.naming_flags). Errors about other arguments, or about none, pass unchanged.
+    """
+    try:
+        yield
+    except UserError as e:
+        e.rename_arguments(names)
+        raise
 
 
 class Terminated(KeyboardInterrupt):

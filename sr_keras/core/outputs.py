@@ -1,5 +1,6 @@
 """Output locations, checked before slow work: a folder that cannot be made or written fails in one
-line naming the flag and the path as given, before the first epoch or the first image is spent.
+line about `out` naming the path as given ("out runs/x: cannot write there (...)"; a script names its
+flag there), before the first epoch or the first image is spent.
 
 Writability is proven by creating (and removing) a file there: `os.access` says yes to root on a
 read-only filesystem.
@@ -25,10 +26,10 @@ def _remove_made(folder, existing):
         folder = os.path.dirname(folder)
 
 
-def _probe(folder, flag, shown, keep_folders=True):
+def _probe(folder, shown, keep_folders=True):
     existing = _existing(folder)
     if not os.path.isdir(existing):
-        raise UserError(f"{flag} {shown}: cannot write there ({existing} is a file, not a folder)")
+        raise UserError(f"{shown}: cannot write there ({existing} is a file, not a folder)", argument="out")
     try:
         os.makedirs(folder, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=folder)
@@ -37,42 +38,41 @@ def _probe(folder, flag, shown, keep_folders=True):
     except FileNotFoundError:
         # the folder `existing` is there, yet it takes no new entry: a virtual filesystem such as /proc
         # answers "No such file or directory", which would send the user looking for a typo
-        raise UserError(f"{flag} {shown}: cannot write there ({existing} takes no new files or folders)") from None
+        raise UserError(f"{shown}: cannot write there ({existing} takes no new files or folders)",
+                        argument="out") from None
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise UserError(f"{flag} {shown}: cannot write there ({reason})") from None
+        raise UserError(f"{shown}: cannot write there ({reason})", argument="out") from None
     finally:
         if not keep_folders:  # the folders made for the probe, deepest first, while empty
             _remove_made(folder, existing)
 
 
-def check_writable_folder(path, flag):
+def check_writable_folder(path):
     """Make the folder `path` (with its parents) if it does not exist and prove it writable.
 
     Args:
-        path: the output folder (e.g. --out).
-        flag: the flag that named it, for the error.
+        path: the output folder.
 
     Raises:
-        UserError: one line naming the flag and the path, e.g. under a regular file or read-only.
+        UserError: one line about `out` naming the path, e.g. under a regular file or read-only.
     """
-    _probe(os.path.abspath(os.fspath(path)), flag, path)
+    _probe(os.path.abspath(os.fspath(path)), path)
 
 
-def check_writable_parent(path, flag, keep_folders=True):
+def check_writable_parent(path, keep_folders=True):
     """Prove that `path` can be created: its parent folder is made if needed and written to; `path`
     itself is not created (an export folder or a file written atomically at the end).
 
     Args:
-        path: the output file or folder (e.g. --export, evaluate.py --out FILE).
-        flag: the flag that named it, for the error.
+        path: the output file or folder (an export folder, a file written atomically).
         keep_folders: False removes the parent folders the check made (for writers that make them
             themselves, so that a command refused later leaves nothing behind).
 
     Raises:
-        UserError: one line naming the flag and the path.
+        UserError: one line about `out` naming the path.
     """
-    _probe(os.path.dirname(os.path.abspath(os.fspath(path))), flag, path, keep_folders)
+    _probe(os.path.dirname(os.path.abspath(os.fspath(path))), path, keep_folders)
 
 
 @contextlib.contextmanager

@@ -290,26 +290,30 @@ class EvalDegradation:
         return lr if self.jpeg is None else jpeg(lr, self.jpeg)
 
 
-def parse_degrade(spec, flag="--degrade"):
-    """EvalDegradation of "noise=S,jpeg=Q" (either part may be left out); UserError naming `flag`."""
-    example = f"e.g. {flag} noise=5,jpeg=75"
+def parse_degrade(spec):
+    """EvalDegradation of "noise=S,jpeg=Q" (either part may be left out); UserError about `degrade`
+    ("degrade 'blur=2': expected ...")."""
+    example = "e.g. noise=5,jpeg=75"
     values = {}
     for part in str(spec).split(","):
         key, sep, value = part.strip().partition("=")
         if not sep or key not in ("noise", "jpeg"):
-            raise UserError(f"{flag} '{spec}': expected noise=S and/or jpeg=Q, comma-separated ({example})")
+            raise UserError(f"'{spec}': expected noise=S and/or jpeg=Q, comma-separated ({example})",
+                            argument="degrade")
         if key in values:
-            raise UserError(f"{flag} '{spec}': {key} is given twice")
+            raise UserError(f"'{spec}': {key} is given twice", argument="degrade")
         values[key] = value
     try:
         noise = float(values.get("noise", 0))
     except ValueError:
         noise = -1.0
     if not 0.0 <= noise <= 255.0:
-        raise UserError(f"{flag} '{spec}': noise={values['noise']} must be a number of grey levels in [0, 255]")
+        raise UserError(f"'{spec}': noise={values['noise']} must be a number of grey levels in [0, 255]",
+                        argument="degrade")
     quality = values.get("jpeg")
     if quality is not None and not (quality.isdigit() and 1 <= int(quality) <= 100):
-        raise UserError(f"{flag} '{spec}': jpeg={quality} must be an integer quality in [1, 100]")
+        raise UserError(f"'{spec}': jpeg={quality} must be an integer quality in [1, 100]", argument="degrade")
     if not noise and quality is None:
-        raise UserError(f"{flag} '{spec}' degrades nothing: give noise above 0 or a jpeg quality ({example})")
+        raise UserError(f"'{spec}' degrades nothing: give noise above 0 or a jpeg quality ({example})",
+                        argument="degrade")
     return EvalDegradation(noise=noise, jpeg=None if quality is None else int(quality))

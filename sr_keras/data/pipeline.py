@@ -168,9 +168,9 @@ def training_pipeline(images, sizes, *, scale, batch_size, lr_crop, augment_p, s
                              augment_p=float(augment_p))
     hr_crop = scale * lr_crop
 
-    def crop(b, ks, ys, xs, flags):
+    def crop(b, ks, ys, xs, augmentations):
         lrs, hrs = [], []
-        for i, ((lr, hr), y, x, chosen) in enumerate(zip(images([int(k) for k in ks]), ys, xs, flags)):
+        for i, ((lr, hr), y, x, chosen) in enumerate(zip(images([int(k) for k in ks]), ys, xs, augmentations)):
             hr = _augment(hr[scale * y:scale * y + hr_crop, scale * x:scale * x + hr_crop], chosen)
             if degradation is None:
                 lr = _augment(lr[y:y + lr_crop, x:x + lr_crop], chosen)

@@ -27,7 +27,7 @@ import sys
 from tqdm import tqdm
 
 from sr_keras.core import imageio
-from sr_keras.core.errors import UserError, one_line
+from sr_keras.core.errors import UserError, naming, one_line
 from sr_keras.data import imresize, loaders, pairing
 from sr_keras.evaluation import figures, metrics, results, tensorboard
 from sr_keras.evaluation.results import too_small
@@ -39,33 +39,6 @@ CENTER = 180  # the report scored 180x180 centre crops
 PD_FIGURE = "perception_distortion.png"  # in --out: PSNR-Y against NIQE, one point per row
 
 
-def parse_models(specs):
-    """--model values -> [(name, path)]; UserError naming a bad one.
-
-    A value is `NAME=PATH` or a bare PATH or shipped model name (as upscale.py's --model), which
-    names its row by itself: `srresnet_x4` -> srresnet_x4, `runs/m/model.keras` -> model.
-    `bicubic` and `HR` are the baseline's and the HR images' rows.
-    """
-    models = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            path, name = spec, os.path.basename(os.path.normpath(spec)) if spec else ""
-            stem, ext = os.path.splitext(name)
-            name = stem if ext in (".keras", ".tflite") else name
-        if not name or not path:
-            raise UserError(f"--model '{spec}' must be NAME=PATH or a model name, e.g. --model srresnet_x4 or "
-                            "--model srresnet=saved_models/srresnet_x4")
-        taken = next((row for row in (BASELINE, results.REFERENCE) if row.lower() == name.lower()), None)
-        if taken:
-            raise UserError(f"--model '{spec}': the name '{name}' is taken by the {taken} row; "
-                            "choose another (NAME=PATH)")
-        if name in (m[0] for m in models):
-            raise UserError(f"--model '{spec}': the name '{name}' is given twice")
-        models.append((name, path))
-    return models
-
-
 # ---------------------------------------------------------------- pairs
 
 def check_scorable(image, width, height, scale):
@@ -74,12 +47,13 @@ def check_scorable(image, width, height, scale):
         raise too_small(image, width, height, scale)
 
 
-def _image_files(folder, flag):
+def _image_files(folder, argument):
+    """The images of `folder`; UserError about `argument` (FolderTrack's hr_dir or lr_dir) when there are none."""
     if not os.path.isdir(folder):
-        raise UserError(f"{flag} '{folder}' is not a folder")
+        raise UserError(f"'{folder}' is not a folder", argument=argument)
     files = imageio.list_images(folder)
     if not files:
-        raise UserError(f"{flag} '{folder}' holds no images ({', '.join(imageio.IMAGE_EXTENSIONS)})")
+        raise UserError(f"'{folder}' holds no images ({', '.join(imageio.IMAGE_EXTENSIONS)})", argument=argument)
     return files
 
 
@@ -97,20 +71,21 @@ class FolderTrack:
     def __init__(self, hr_dir, lr_dir, scale):
         self.hr_dir, self.lr_dir, self.scale = hr_dir, lr_dir, scale
         self.label = f"x{scale}"
-        self.hr_files = _image_files(hr_dir, "--hr-dir")
+        self.hr_files = _image_files(hr_dir, "hr_dir")
         self.count = len(self.hr_files)
         self.lr_files = {}
         if lr_dir is not None:
             by_stem = {}
-            for n in _image_files(lr_dir, "--lr-dir"):
+            for n in _image_files(lr_dir, "lr_dir"):
                 by_stem.setdefault(os.path.splitext(n)[0].lower(), n)
             for n in self.hr_files:
                 stem = os.path.splitext(n)[0].lower()
                 self.lr_files[n] = by_stem.get(stem) or by_stem.get(f"{stem}x{scale}")
             missing = [n for n, lr in self.lr_files.items() if lr is None]
             if missing:
-                raise UserError(f"--lr-dir '{lr_dir}' has no LR image for {len(missing)} HR file(s), e.g. "
-                                f"'{missing[0]}' (looked for the same stem, or the stem + 'x{scale}')")
+                raise UserError(f"'{lr_dir}' has no LR image for {len(missing)} HR file(s), e.g. "
+                                f"'{missing[0]}' (looked for the same stem, or the stem + 'x{scale}')",
+                                argument="lr_dir")
         self._check_headers()
 
     def _check_headers(self):
@@ -135,7 +110,7 @@ class FolderTrack:
 
     def _not_a_pair(self, lr_path, lw, lh, hr_path, hw, hh):
         return UserError(f"LR '{lr_path}' is {lw}x{lh} but HR '{hr_path}' is {hw}x{hh}: "
-                         f"not a x{self.scale} pair (check --scale)")
+                         f"not a x{self.scale} pair (check the scale)")
 
     def _read(self, n):
         s = self.scale
@@ -210,7 +185,8 @@ def center_crop(lr, hr, scale, size=CENTER):
 def bicubic_vs_model(export_dir, pairs, scale):
     """Mean (PSNR-Y, SSIM-Y) of bicubic and of the export on (lr, hr) float [0, 1] pairs, scored by
     sr_keras.evaluation.scoring.score_pair: {"bicubic": (psnr, ssim), "model": (psnr, ssim)}."""
-    up = load_upscaler(export_dir, "--export")
+    with naming(model="export"):  # errors about the export just written
+        up = load_upscaler(export_dir)
     scores = results.Scores(("psnr", "ssim"))
     for i, (lr, hr) in enumerate(tqdm(pairs, desc="scoring test images", unit="img")):
         image = f"test image {i + 1}"
@@ -240,12 +216,12 @@ def track_models(track, models, cache, trust_model=False):
     ups = []
     for name, template in models:
         path = template.replace("{track}", track.track) if track.track else template
-        up = cache.get(path, "--model", trust_model)
+        up = cache.get(path, trust_model)
         if up.scale != track.scale:
-            where = f"track {track.track}" if track.track else f"--scale {track.scale}"
-            raise UserError(f"--model '{name}={template}': '{path}' upscales x{up.scale} but {where} needs "
-                            f"x{track.scale}" + ("" if "{track}" in template or not track.track
-                                                 else "; put {track} in the path"))
+            where = f"track {track.track}" if track.track else f"scale {track.scale}"
+            raise UserError(f"'{name}={template}': '{path}' upscales x{up.scale} but {where} needs x{track.scale}"
+                            + ("" if "{track}" in template or not track.track else "; put {track} in the path"),
+                            argument="model")
         ups.append((name, up))
     return ups
 
@@ -320,14 +296,15 @@ def evaluate_track(track, ups, options, scores, out):
 
 @contextlib.contextmanager
 def _writing(out):
-    """A failed write under --out `out` as one line; a full disk says so."""
+    """A failed write under `out` as one line about `out`; a full disk says so."""
     try:
         yield
     except OSError as e:
         what = f" '{e.filename}'" if e.filename else ""
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise UserError(f"--out '{out}': cannot write{what}: {e.strerror or e}"
-                        + ("; free space and run again (no partial file is left)" if full else "")) from e
+        raise UserError(f"'{out}': cannot write{what}: {e.strerror or e}"
+                        + ("; free space and run again (no partial file is left)" if full else ""),
+                        argument="out") from e
 
 
 def evaluate(tracks, models, out, options, logs=()):

@@ -38,12 +38,12 @@ def score_pair(lr, hr, scale, upscalers, image, chosen=results.METRICS, tile=Non
 
     Raises:
         UserError: one line naming the image (and the model) when a model cannot take it (out of
-            memory: a smaller --tile; non-finite output) or it is too small to score.
+            memory: a smaller tile; non-finite output) or it is too small to score.
     """
     where = where or f"image {image}"
     outputs = [(BASELINE, imresize.upscale_bicubic(lr, scale))]
     for name, up in upscalers:
-        with model_errors(f"{where}, model {name}", lr.shape[1], lr.shape[0], "--tile"):
+        with model_errors(f"{where}, model {name}", lr.shape[1], lr.shape[0], "tile"):
             outputs.append((name, upscale_image(up, lr, tile=tile, overlap=overlap)))
     if "niqe" in chosen:
         outputs.append((results.REFERENCE, None))

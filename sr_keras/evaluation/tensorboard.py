@@ -60,7 +60,7 @@ def _warn(message):
     print(f"warning: {one_line(message)}", file=sys.stderr)
 
 
-def read_scalars(run_dir, flag="--logs", warn=_warn):
+def read_scalars(run_dir, warn=_warn):
     """TensorBoard scalars under `run_dir`, read recursively.
 
     Both encodings Keras uses are read: `simple_value` and one-element scalar tensors. A file cut short
@@ -68,23 +68,25 @@ def read_scalars(run_dir, flag="--logs", warn=_warn):
 
     Args:
         run_dir: a training run folder (or any folder holding events.out.tfevents.* files).
-        flag: the command-line flag that gave `run_dir`, for the messages.
         warn: called with one line for each damaged event file; default: a warning on stderr.
 
     Returns:
         {series: {tag: {step: value}}}; a series is the event file's folder name (Keras: "train",
         "validation").
+
+    Raises:
+        UserError: about `logs` ("logs 'runs/x' holds no ..."), when run_dir holds no event file.
     """
     files = sorted(glob.glob(os.path.join(glob.escape(run_dir), "**", "events.out.tfevents.*"), recursive=True))
     if not files:
-        raise UserError(f"{flag} '{run_dir}' holds no TensorBoard event files (events.out.tfevents.*)")
+        raise UserError(f"'{run_dir}' holds no TensorBoard event files (events.out.tfevents.*)", argument="logs")
     series = {}
     for f in files:
         name = os.path.basename(os.path.dirname(f))
         try:
             count = _framed_records(f)
         except OSError as e:
-            warn(f"{flag}: cannot read event file '{f}' ({e.strerror or type(e).__name__}); its curves are left out")
+            warn(f"cannot read event file '{f}' ({e.strerror or type(e).__name__}); its curves are left out")
             continue
         try:
             # only the framed records: a length past the end never reaches TF's reader
@@ -97,5 +99,5 @@ def read_scalars(run_dir, flag="--logs", warn=_warn):
         except (tf.errors.OpError, DecodeError) as e:  # a bad checksum, a record that is not an Event
             reason = "a record is not a TensorBoard event" if isinstance(e, DecodeError) else \
                 "a record fails its checksum" if isinstance(e, tf.errors.DataLossError) else type(e).__name__
-            warn(f"{flag}: event file '{f}' is damaged ({reason}); its curves stop at the last good record")
+            warn(f"event file '{f}' is damaged ({reason}); its curves stop at the last good record")
     return series

@@ -106,21 +106,22 @@ def interpolate(a, b, alpha):
     return out
 
 
-def export_config(path, model, flag, shown, label=""):
+def export_config(path, model, shown):
     """The GeneratorConfig the export at `path` carries in generator.json, else generator_config() of
-    its model (a bare .keras file); UserError "<label>'<shown>' is not ..." when neither gives one."""
+    its model (a bare .keras file); UserError about `model`, "model '<shown>' is not ...", when neither
+    gives one."""
     from sr_keras.archs.registry import ARCHITECTURES
     from sr_keras.infer.loading import load_generator_config
 
-    config = load_generator_config(path) or generator_config(model, flag, shown)
+    config = load_generator_config(path) or generator_config(model, shown)
     if config is None:
         titles = " or ".join(spec.title for spec in ARCHITECTURES.values())
-        raise UserError(f"{label}'{shown}' is not an {titles} generator of this project and carries no "
-                        "generator.json: give an export folder written by --export")
+        raise UserError(f"'{shown}' is not an {titles} generator of this project and carries no "
+                        "generator.json: give an export folder written by --export", argument="model")
     return config
 
 
-def generator_config(model, flag="model", shown=None):
+def generator_config(model, shown=None):
     """The GeneratorConfig of a generator built by one of registry.ARCHITECTURES, recognised by the
     architecture's reader of layer names; for bare .keras files, which carry no generator.json.
     export_model checks the result against a rebuild, so a model this misreads is refused rather than
@@ -128,7 +129,7 @@ def generator_config(model, flag="model", shown=None):
 
     Args:
         model: keras.Model.
-        flag, shown: the command-line flag and value that named the model, for error messages.
+        shown: the model as the user gave it, for errors about `model` (default: its name).
 
     Returns:
         GeneratorConfig, or None when the model is none of this project's architectures.
@@ -138,7 +139,7 @@ def generator_config(model, flag="model", shown=None):
     from sr_keras.infer.loading import probe_scale
 
     layers = {ly.name: ly for ly in model.layers}
-    scale = probe_scale(lambda x: model(x, training=False), flag, model.name if shown is None else shown)
+    scale = probe_scale(lambda x: model(x, training=False), model.name if shown is None else shown)
     for spec in ARCHITECTURES.values():
         fields = spec.read(layers)
         if fields is not None:

@@ -36,23 +36,22 @@ def is_export(path):
     return bool(entries & {"saved_model.pb", KERAS_FILE}) and entries <= EXPORT_ENTRIES
 
 
-def check_export_dir(out_dir, flag="--export"):
+def check_export_dir(out_dir):
     """Raise UserError unless out_dir is absent, empty, or a previous export (safe to replace).
 
     Training scripts call this before training, so a bad --export fails in seconds, not at the end
     (outputs.check_writable_parent proves the place writable).
 
     Args:
-        out_dir: the export folder.
-        flag: the flag that named it, for the error.
+        out_dir: the export folder; errors are about `export` ("export runs/x is a file, ...").
     """
     if not os.path.exists(out_dir):
         return
     if not os.path.isdir(out_dir):
-        raise UserError(f"{flag} {out_dir} is a file, not a folder; choose another {flag} path")
+        raise UserError(f"{out_dir} is a file, not a folder; choose another path", argument="export")
     if os.listdir(out_dir) and not is_export(out_dir):
-        raise UserError(f"{flag} {out_dir} is not empty and does not hold a previous export; "
-                        "refusing to overwrite its files: choose an empty or new folder")
+        raise UserError(f"{out_dir} is not empty and does not hold a previous export; "
+                        "refusing to overwrite its files: choose an empty or new folder", argument="export")
 
 
 def serving_module(model):
@@ -78,7 +77,7 @@ def serving_module(model):
 def _check_matches(model, config):
     """Refuse a config that does not describe the model (a generator.json edited or copied from another
     export): generator.json must rebuild it exactly. One line (UserError), before anything is written."""
-    scale = probe_scale(lambda x: model(x, training=False), "model", model.name)
+    scale = probe_scale(lambda x: model(x, training=False), model.name)
     if scale != config.scale:
         raise UserError(f"the model upscales x{scale}, its config ({CONFIG_FILE}) says x{config.scale}")
     expected = [tuple(w.shape) for w in config.build().weights]

@@ -8,6 +8,7 @@ allowlist (sr_keras.infer.tflite_runner.check_ops).
 """
 import tempfile
 
+from sr_keras.core.errors import naming
 from sr_keras.infer.tflite_runner import check_ops
 
 
@@ -33,10 +34,12 @@ def convert(model, fp16=False):
 
 
 def export_tflite(model, path, fp16=False):
-    """Write model (a Keras generator) to `path` as a .tflite file, atomically; returns `path`."""
+    """Write model (a Keras generator) to `path` as a .tflite file, atomically; returns `path`. A refused op is
+    a UserError about `export`."""
     from sr_keras.core.imageio import atomic_write_bytes
 
     data = convert(model, fp16)
-    check_ops(data, path, "export")  # what it writes, it must load
+    with naming(model="export"):  # what it writes, it must load
+        check_ops(data, path)
     atomic_write_bytes(path, data)
     return path

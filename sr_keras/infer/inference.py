@@ -38,26 +38,25 @@ __all__ = ["load_upscaler", "ModelCache", "open_savedmodel", "Upscaler", "interr
            "memory_left", "check_call_memory", "ACT_OVERHEAD"]
 
 
-def load_upscaler(path, flag="--model", trust_model=False):
-    """Load a model for upscaling; raise UserError naming `path` (one line) when it cannot be.
+def load_upscaler(path, trust_model=False):
+    """Load a model for upscaling; raise UserError about `model` naming `path` (one line) when it cannot be.
 
     Args:
         path: a ModelRef (sr_keras.infer.loading.resolve), or what resolve takes: an export folder (its
             model.keras, else its SavedModel signature), a .keras file, a .tflite file written by
             sr_keras.exports.tflite.export_tflite (run by LiteRT), or a model name.
-        flag: the command-line flag that gave `path`, for error messages.
         trust_model: vouch for a SavedModel without model.keras (refused otherwise); its graph is still
             checked to run only tensor math (sr_keras.infer.model_safety). Only for SavedModels you wrote yourself.
     """
-    ref = resolve(path, flag, trust_model)
+    ref = resolve(path, trust_model)
     if ref.kind == "tflite":
         from sr_keras.infer.tflite_runner import load_tflite_upscaler
 
-        return load_tflite_upscaler(ref.path, flag)
+        return load_tflite_upscaler(ref.path)
     if ref.kind == "savedmodel":
-        return _from_savedmodel(ref, flag)
+        return _from_savedmodel(ref)
     path = ref.path
-    model = load_keras_model(ref, flag)
+    model = load_keras_model(ref)
 
     def quantised(dtype):
         # In-graph scaling and rounding: NumPy only ever sees integer tiles (memory), and the rounding
@@ -72,14 +71,15 @@ def load_upscaler(path, flag="--model", trust_model=False):
         def checked(x):
             out, finite = interruptible(run, x)
             if not finite:  # NaN would be cast to black pixels: refuse rather than write them
-                raise UserError(f"{flag} '{path}': model output is not finite (NaN or inf); nothing is written")
+                raise UserError(f"'{path}': model output is not finite (NaN or inf); nothing is written",
+                                argument="model")
             return out.numpy()
 
         return checked
 
     radius, act_bytes = analyse(model)
     upscaler = Upscaler(path, quantised(np.uint8), quantised(np.uint16), radius=radius, act_bytes=act_bytes,
-                        config=load_generator_config(path), flag=flag)
+                        config=load_generator_config(path))
     if radius is None:  # a layer whose spatial extent reach.py does not know: measured instead
         upscaler.measure_reach()
     return upscaler
@@ -93,22 +93,21 @@ class ModelCache:
     def __init__(self):
         self._loaded = {}
 
-    def get(self, path, flag="--model", trust_model=False):
-        """load_upscaler(path, flag, trust_model), or the upscaler it gave before for the same file."""
-        ref = resolve(path, flag, check=False)  # a SavedModel alone: checked by load_upscaler, once
+    def get(self, path, trust_model=False):
+        """load_upscaler(path, trust_model), or the upscaler it gave before for the same file."""
+        ref = resolve(path, check=False)  # a SavedModel alone: checked by load_upscaler, once
         key = (os.path.realpath(ref.path), os.stat(ref.path).st_mtime_ns, bool(trust_model))
         if key not in self._loaded:
-            self._loaded[key] = load_upscaler(ref, flag, trust_model=bool(trust_model))
+            self._loaded[key] = load_upscaler(ref, trust_model=bool(trust_model))
         return self._loaded[key]
 
 
-def open_savedmodel(path, flag="--model", trust_model=False):
+def open_savedmodel(path, trust_model=False):
     """A SavedModel's uint8 serving signature, checked (sr_keras.infer.model_safety) before any of it runs.
 
     Args:
         path: a SavedModel folder, or its ModelRef (sr_keras.infer.loading.resolve; not checked again
             when resolve has checked it).
-        flag: the command-line flag that gave it, for error messages.
         trust_model: the user vouches for it (refused otherwise); its graph is checked all the same.
 
     Returns:
@@ -116,13 +115,13 @@ def open_savedmodel(path, flag="--model", trust_model=False):
         weights) and a callable N x H x W x 3 uint8 -> N x sH x sW x 3 uint8 that keeps it alive.
 
     Raises:
-        UserError: one line naming the model when it is refused, unloadable, or its signature does not
+        UserError: one line about `model` naming it when it is refused, unloadable, or its signature does not
             take and return uint8 image batches.
     """
-    ref = resolve(path, flag, trust_model)
+    ref = resolve(path, trust_model)
     path = ref.path
     if not ref.checked:  # an export folder's SavedModel too: whatever is loaded here is checked first
-        check_savedmodel(path, flag, trust_model=trust_model)
+        check_savedmodel(path, trust_model=trust_model)
     # A third guard beside the check's refusal of api_implements: the optimiser pass that swaps
     # functions by that attribute is off (this package's own models carry none).
     tf.config.optimizer.set_experimental_options({"implementation_selector": False})
@@ -130,19 +129,20 @@ def open_savedmodel(path, flag="--model", trust_model=False):
         root = tf.saved_model.load(path)
         fn = root.signatures[SIGNATURE]
     except Exception as e:
-        raise UserError(f"{flag} '{path}': cannot load the SavedModel: {first_line(e)}") from e
+        raise UserError(f"'{path}': cannot load the SavedModel: {first_line(e)}", argument="model") from e
     specs = fn.structured_input_signature[1]
     if len(specs) != 1 or next(iter(specs.values())).dtype != tf.uint8:
-        raise UserError(f"{flag} '{path}': the SavedModel's {SIGNATURE} must take one uint8 image batch")
+        raise UserError(f"'{path}': the SavedModel's {SIGNATURE} must take one uint8 image batch", argument="model")
     outputs = fn.structured_outputs
     if not isinstance(outputs, dict) or len(outputs) != 1:
-        raise UserError(f"{flag} '{path}': the SavedModel's {SIGNATURE} must return one image batch")
+        raise UserError(f"'{path}': the SavedModel's {SIGNATURE} must return one image batch", argument="model")
     out = next(iter(outputs.values()))
     if out.shape.rank is not None and out.shape.rank != 4:
-        raise UserError(f"{flag} '{path}': not an image-to-image model (its output is {out.dtype.name} "
-                        f"{shape_text(out.shape)})")
+        raise UserError(f"'{path}': not an image-to-image model (its output is {out.dtype.name} "
+                        f"{shape_text(out.shape)})", argument="model")
     if out.dtype != tf.uint8:
-        raise UserError(f"{flag} '{path}': its {SIGNATURE} returns {out.dtype.name} images, not uint8 as an export's")
+        raise UserError(f"'{path}': its {SIGNATURE} returns {out.dtype.name} images, not uint8 as an export's",
+                        argument="model")
     name, spec = next(iter(specs.items()))
     one_at_a_time = spec.shape.rank == 4 and spec.shape[0] == 1  # a signature fixed to a batch of one
 
@@ -154,18 +154,18 @@ def open_savedmodel(path, flag="--model", trust_model=False):
         if one_at_a_time and len(x) != 1:
             parts = [call(x[i:i + 1]) for i in range(len(x))]
             if len({p.shape for p in parts}) != 1:  # one input shape, several output shapes
-                raise UserError(f"{flag} '{path}': images of one size came back in several sizes "
-                                f"({', '.join(sorted({'x'.join(map(str, p.shape)) for p in parts}))})")
+                raise UserError(f"'{path}': images of one size came back in several sizes "
+                                f"({', '.join(sorted({'x'.join(map(str, p.shape)) for p in parts}))})",
+                                argument="model")
             return np.concatenate(parts)
         return call(x)
 
     return root, run_uint8
 
 
-def _from_savedmodel(ref, flag):
+def _from_savedmodel(ref):
     """An Upscaler calling the uint8 serving signature of a checked SavedModel (a ModelRef resolve checked)."""
-    _, run_uint8 = open_savedmodel(ref, flag)
-    upscaler = Upscaler(ref.path, run_uint8, through_uint8(run_uint8), config=load_generator_config(ref.path),
-                        flag=flag)
+    _, run_uint8 = open_savedmodel(ref)
+    upscaler = Upscaler(ref.path, run_uint8, through_uint8(run_uint8), config=load_generator_config(ref.path))
     upscaler.measure_reach()
     return upscaler

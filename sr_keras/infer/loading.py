@@ -9,7 +9,8 @@ of the working directory does not shadow it (`./NAME` names that one). An export
 
 A command resolves what the user gave once, at its edge (`resolve`), into a `ModelRef`: the path, its
 kind and, for a SavedModel without model.keras, whether its graph has been checked; the loaders take
-that reference (or a name or path, which they resolve once themselves).
+that reference (or a name or path, which they resolve once themselves). Their errors are about the
+argument `model` ("model 'x' not found"); a script names its flag there (sr_keras.cli.parsing.naming_flags).
 
 TensorFlow and Keras are imported only when a model is loaded, so resolving a name stays cheap.
 """
@@ -64,7 +65,7 @@ def is_bare_name(given):
         and not (os.altsep and os.altsep in given)
 
 
-def resolve_model(name_or_path, flag="--model"):
+def resolve_model(name_or_path):
     """The path of a model given as a name or a path.
 
     A bare name (no folder part) is looked up in saved_models/ and $SR_KERAS_MODELS first, whatever
@@ -75,13 +76,12 @@ def resolve_model(name_or_path, flag="--model"):
     Args:
         name_or_path: the name of a model in saved_models/ or $SR_KERAS_MODELS (a folder `NAME`, or a
             file `NAME.keras` or `NAME.tflite` there), or an existing path (returned as given).
-        flag: the command-line flag that gave it, for the error message.
 
     Returns:
         str: the path.
 
     Raises:
-        UserError: one line naming the value as given and listing the known names.
+        UserError: one line about `model`, naming the value as given and listing the known names.
     """
     given = os.fspath(name_or_path)
     if is_bare_name(given):
@@ -93,8 +93,8 @@ def resolve_model(name_or_path, flag="--model"):
         return given
     names = ", ".join(known_models()) or "none"
     where = f"saved_models/ or ${MODELS_ENV}"
-    raise UserError(f"{flag} '{given}' not found: no such file or folder, and no model of that name in {where} "
-                    f"(known names: {names}); {_HINT}")
+    raise UserError(f"'{given}' not found: no such file or folder, and no model of that name in {where} "
+                    f"(known names: {names}); {_HINT}", argument="model")
 
 
 def is_savedmodel_only(path):
@@ -134,7 +134,7 @@ def _kind(path):
     return "keras" if path.endswith(".keras") else "other"
 
 
-def resolve(name_or_path, flag="--model", trust_model=False, check=True):
+def resolve(name_or_path, trust_model=False, check=True):
     """A model given as a name, a path or a ModelRef, resolved once; a SavedModel without model.keras
     (a program: sr_keras.infer.model_safety) is checked, which is cheap (only saved_model.pb is parsed,
     nothing runs), so a command calls this before anything slow or destructive.
@@ -142,7 +142,6 @@ def resolve(name_or_path, flag="--model", trust_model=False, check=True):
     Args:
         name_or_path: a path or a model name (see resolve_model), or a ModelRef (returned as it is,
             once checked where `check` asks for it).
-        flag: the command-line flag that gave it, for error messages.
         trust_model: the user vouches for a SavedModel without model.keras (--trust-model); without it
             such a model is refused, with it its graph is still checked.
         check: check such a SavedModel now; False leaves it unchecked for a caller that checks it later
@@ -152,43 +151,43 @@ def resolve(name_or_path, flag="--model", trust_model=False, check=True):
         ModelRef.
 
     Raises:
-        UserError: one line naming the value, when it is not found or the SavedModel is refused.
+        UserError: one line about `model` naming the value, when it is not found or the SavedModel is refused.
     """
     if isinstance(name_or_path, ModelRef):
         ref = name_or_path
     else:
-        path = resolve_model(name_or_path, flag)
+        path = resolve_model(name_or_path)
         ref = ModelRef(path, os.fspath(name_or_path), _kind(path))
     if check and ref.kind == "savedmodel" and not ref.checked:
         from sr_keras.infer.model_safety import check_savedmodel
 
-        check_savedmodel(ref.path, flag, trust_model=trust_model)
+        check_savedmodel(ref.path, trust_model=trust_model)
         ref = ModelRef(ref.path, ref.given, ref.kind)
         object.__setattr__(ref, "checked", True)  # the one place a ModelRef is marked checked
     return ref
 
 
-def load_keras_model(path, flag="--model"):
+def load_keras_model(path):
     """The Keras model of an export folder (its model.keras) or of a .keras file, loaded in safe mode.
 
     Args:
         path: a ModelRef, a path or a model name (see resolve_model).
-        flag: the command-line flag that gave it, for error messages.
 
     Returns:
         keras.Model, uncompiled.
 
     Raises:
-        UserError: one line naming the path, for anything that is not a loadable Keras model.
+        UserError: one line about `model` naming the path, for anything that is not a loadable Keras model.
     """
-    path = resolve(path, flag, check=False).path  # a SavedModel alone is refused below, never run
+    path = resolve(path, check=False).path  # a SavedModel alone is refused below, never run
     keras_file = os.path.join(path, KERAS_FILE) if os.path.isdir(path) else path
     if os.path.isdir(path) and not os.path.isfile(keras_file):
-        raise UserError(f"{flag} '{path}' is a folder without {KERAS_FILE}: {_HINT}")
+        raise UserError(f"'{path}' is a folder without {KERAS_FILE}: {_HINT}", argument="model")
     if not keras_file.endswith(".keras"):
-        raise UserError(f"{flag} '{path}' is neither a .keras file nor an export folder: {_HINT}")
+        raise UserError(f"'{path}' is neither a .keras file nor an export folder: {_HINT}", argument="model")
     if not zipfile.is_zipfile(keras_file):  # Keras would call it "File not found"
-        raise UserError(f"{flag} '{path}': cannot load {keras_file}: not a .keras archive (not a zip file)")
+        raise UserError(f"'{path}': cannot load {keras_file}: not a .keras archive (not a zip file)",
+                        argument="model")
     import keras
 
     from sr_keras.archs import models  # noqa: F401  registers PixelShuffle and the other custom layers
@@ -196,7 +195,7 @@ def load_keras_model(path, flag="--model"):
     try:
         return keras.saving.load_model(keras_file, compile=False, safe_mode=True)
     except Exception as e:  # a corrupt or foreign file: name it, no traceback
-        raise UserError(f"{flag} '{path}': cannot load the Keras model: {first_line(e)}") from e
+        raise UserError(f"'{path}': cannot load the Keras model: {first_line(e)}", argument="model") from e
 
 
 def load_generator_config(path):
@@ -240,20 +239,19 @@ _PROBES = ((8, 8), (8, 12))
 MAX_SCALE = 16
 
 
-def probe_scale(fn, flag, shown):
+def probe_scale(fn, shown):
     """The integer upscaling factor of an image-to-image function, probed on an 8x8 and an 8x12 RGB input.
 
     Args:
         fn: callable taking a [1, H, W, 3] float32 batch (zeros, a valid [0, 1] image) and returning
             a batch of images.
-        flag: the command-line flag that named the model, for the error message.
         shown: the model as the user gave it.
 
     Returns:
         int: s when every HxW image comes back sH x sW x 3.
 
     Raises:
-        UserError: one line naming what the model is when fn fails on the input, returns no image batch
+        UserError: one line about `model` saying what it is when fn fails on the input, returns no image batch
             (a classifier), returns other than 3 channels, does not scale both sizes by one integer
             factor (a fixed output size, a fractional scale, a transpose), or scales by more than MAX_SCALE.
     """
@@ -266,19 +264,22 @@ def probe_scale(fn, flag, shown):
         except UserError:
             raise
         except Exception as e:  # a fixed input size, another channel count, ...: not an image upscaler
-            raise UserError(f"{flag} '{shown}' cannot upscale an {h}x{w} RGB image: {first_line(e)}") from e
+            raise UserError(f"'{shown}' cannot upscale an {h}x{w} RGB image: {first_line(e)}",
+                            argument="model") from e
         shape = tuple(int(d) for d in out.shape)
         if len(shape) != 4 or shape[0] != 1:
-            raise UserError(f"{flag} '{shown}': not an image-to-image model (its output is {shape_text(shape)})")
+            raise UserError(f"'{shown}': not an image-to-image model (its output is {shape_text(shape)})",
+                            argument="model")
         if shape[3] != 3:
-            raise UserError(f"{flag} '{shown}' is not an RGB upscaler: an {h}x{w} image came back {shape[1:]}")
+            raise UserError(f"'{shown}' is not an RGB upscaler: an {h}x{w} image came back {shape[1:]}",
+                            argument="model")
         shapes.append(shape)
     scale = max(1, shapes[0][1] // _PROBES[0][0])
     if scale > MAX_SCALE:
-        raise UserError(f"{flag} '{shown}' asks for x{scale} (an {_PROBES[0][0]}x{_PROBES[0][1]} image came back "
-                        f"{shapes[0][1]}x{shapes[0][2]}); the largest scale taken is x{MAX_SCALE}")
+        raise UserError(f"'{shown}' asks for x{scale} (an {_PROBES[0][0]}x{_PROBES[0][1]} image came back "
+                        f"{shapes[0][1]}x{shapes[0][2]}); the largest scale taken is x{MAX_SCALE}", argument="model")
     if any(s[1:3] != (h * scale, w * scale) for s, (h, w) in zip(shapes, _PROBES)):
         seen = " and ".join(f"{h}x{w} -> {s[1]}x{s[2]}" for s, (h, w) in zip(shapes, _PROBES))
         fixed = "; a fixed output size" if len({s[1:3] for s in shapes}) == 1 else ""
-        raise UserError(f"{flag} '{shown}' is not an upscaler at an integer scale: {seen}{fixed}")
+        raise UserError(f"'{shown}' is not an upscaler at an integer scale: {seen}{fixed}", argument="model")
     return scale

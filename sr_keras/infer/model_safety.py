@@ -75,28 +75,42 @@ _PASSIVE_KINDS = {"user_object", "variable", "function", "bare_concrete_function
 SWAP_ATTRS = ("api_implements", "api_preferred_device")
 
 
-def _trust_hint(flag):
-    return "pass --trust-model" if flag.startswith("-") else "pass trust_model=True"
+class UntrustedModel(UserError):
+    """The one-line refusal of a SavedModel without model.keras that nobody vouched for, about `model`.
+
+    Its advice names how to vouch as the library takes it, `trust_model=True`; a script that names its
+    flags names its own (sr_keras.cli.parsing.naming_flags(trust_model="--trust-model")).
+    """
+
+    def __init__(self, shown, vouch="trust_model=True"):
+        self.shown = shown
+        super().__init__(self._text(shown, vouch), argument="model")
+
+    @staticmethod
+    def _text(shown, vouch):
+        return (f"'{shown}': refused: a SavedModel without model.keras is a program TensorFlow would run "
+                f"(docs/reliability.md, Threat model); give an export folder with model.keras, or pass {vouch} "
+                "if you wrote this model yourself")
+
+    def rename_arguments(self, names):
+        if "trust_model" in names:
+            self.detail = self._text(self.shown, names["trust_model"])
+            self.rename(self.argument)
+        super().rename_arguments(names)
 
 
-def untrusted_refusal(flag, shown):
-    """The one-line UserError refusing a SavedModel without model.keras that nobody vouched for."""
-    return UserError(f"{flag} '{shown}': refused: a SavedModel without model.keras is a program TensorFlow would "
-                     f"run (docs/reliability.md, Threat model); give an export folder with model.keras, or "
-                     f"{_trust_hint(flag)} if you wrote this model yourself")
+def refusal(shown, what):
+    """The one-line UserError about `model` refusing a vouched-for SavedModel for `what` it would run (no flag
+    lifts it)."""
+    return UserError(f"'{shown}': refused: {what} (docs/reliability.md, Security); no flag runs it: give "
+                     "an export folder with model.keras", argument="model")
 
 
-def refusal(flag, shown, what):
-    """The one-line UserError refusing a vouched-for SavedModel for `what` it would run (no flag lifts it)."""
-    return UserError(f"{flag} '{shown}': refused: {what} (docs/reliability.md, Security); no flag runs it: give "
-                     "an export folder with model.keras")
-
-
-def read_savedmodel(path, flag="--model", shown=None):
+def read_savedmodel(path, shown=None):
     """The parsed saved_model.pb of a SavedModel folder (a protocol buffer: parsing runs nothing).
 
     Raises:
-        UserError: one line naming the model when the file is unreadable or not a SavedModel.
+        UserError: one line about `model` when the file is unreadable or not a SavedModel.
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -106,9 +120,9 @@ def read_savedmodel(path, flag="--model", shown=None):
         with open(os.path.join(path, "saved_model.pb"), "rb") as f:
             proto.ParseFromString(f.read())
     except OSError as e:
-        raise UserError(f"{flag} '{shown}': cannot read saved_model.pb: {e.strerror or e}") from e
+        raise UserError(f"'{shown}': cannot read saved_model.pb: {e.strerror or e}", argument="model") from e
     except Exception as e:  # protobuf's DecodeError, or a message too deeply nested
-        raise UserError(f"{flag} '{shown}': saved_model.pb is not a SavedModel: {first_line(e)}") from e
+        raise UserError(f"'{shown}': saved_model.pb is not a SavedModel: {first_line(e)}", argument="model") from e
     return proto
 
 
@@ -211,7 +225,7 @@ def _swappable(library):
     return None
 
 
-def _check_fingerprint(path, flag, shown):
+def _check_fingerprint(path, shown):
     """Refuse a fingerprint.pb that is not a FingerprintDef: tf.saved_model.load would print a traceback
     for it and go on."""
     from tensorflow.core.protobuf import fingerprint_pb2
@@ -223,48 +237,48 @@ def _check_fingerprint(path, flag, shown):
         with open(file, "rb") as f:
             fingerprint_pb2.FingerprintDef().ParseFromString(f.read())
     except OSError as e:
-        raise UserError(f"{flag} '{shown}': cannot read fingerprint.pb: {e.strerror or e}") from e
+        raise UserError(f"'{shown}': cannot read fingerprint.pb: {e.strerror or e}", argument="model") from e
     except Exception as e:  # protobuf's DecodeError
-        raise UserError(f"{flag} '{shown}': fingerprint.pb is damaged ({first_line(e)}); delete it or export the "
-                        "model again") from e
+        raise UserError(f"'{shown}': fingerprint.pb is damaged ({first_line(e)}); delete it or export the "
+                        "model again", argument="model") from e
 
 
-def check_savedmodel(path, flag="--model", shown=None, trust_model=False):
+def check_savedmodel(path, shown=None, trust_model=False):
     """Refuse a SavedModel nobody vouched for, and one whose loading or serving would run anything but
     tensor math; the one check every loader of a SavedModel without model.keras goes through.
 
     Args:
         path: the SavedModel folder.
-        flag: the command-line flag that named it (or "model" for the Python API), for the message.
         shown: the model as the user gave it (default: path).
         trust_model: the user vouches for it (--trust-model): the second layer still applies.
 
     Raises:
-        UserError: one line naming the model and the first thing refused; nothing of it has run.
+        UserError: one line about `model` naming it and the first thing refused (UntrustedModel when
+            nobody vouched for it); nothing of it has run.
     """
     shown = path if shown is None else shown
     if not trust_model:
-        raise untrusted_refusal(flag, shown)
-    proto = read_savedmodel(path, flag, shown)
-    _check_fingerprint(path, flag, shown)
+        raise UntrustedModel(shown)
+    proto = read_savedmodel(path, shown)
+    _check_fingerprint(path, shown)
     if len(proto.meta_graphs) != 1 or not proto.meta_graphs[0].HasField("object_graph_def"):
-        raise refusal(flag, shown, "it is a TF1 SavedModel, whose loader runs restore and init ops of the "
-                                   "model's choosing")
+        raise refusal(shown, "it is a TF1 SavedModel, whose loader runs restore and init ops of the "
+                             "model's choosing")
     meta = proto.meta_graphs[0]
     graph = meta.object_graph_def
     found = _load_time_code(graph)
     if found:
-        raise refusal(flag, shown, found)
+        raise refusal(shown, found)
     roots = serving_functions(graph)
     if not roots:
-        raise UserError(f"{flag} '{shown}': the SavedModel has no {SIGNATURE} signature; give an export folder "
-                        "of the training scripts")
+        raise UserError(f"'{shown}': the SavedModel has no {SIGNATURE} signature; give an export folder "
+                        "of the training scripts", argument="model")
     library = {f.signature.name: f for f in meta.graph_def.library.function}
     bad = first_disallowed_op(library, roots)
     if bad:
-        raise refusal(flag, shown, f"its serving graph runs {bad[0]}, outside the tensor-math allowlist of a "
-                                   "SavedModel")
+        raise refusal(shown, f"its serving graph runs {bad[0]}, outside the tensor-math allowlist of a "
+                             "SavedModel")
     swap = _swappable(library)
     if swap:
-        raise refusal(flag, shown, f"its function {swap[0]} carries {swap[1]}, by which TensorFlow may run it in "
-                                   "place of another, unchecked")
+        raise refusal(shown, f"its function {swap[0]} carries {swap[1]}, by which TensorFlow may run it in "
+                             "place of another, unchecked")

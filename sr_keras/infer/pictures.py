@@ -215,16 +215,16 @@ def _op_reason(e):
 
 
 @contextlib.contextmanager
-def model_errors(shown, width, height, flags):
+def model_errors(shown, width, height, smaller):
     """Turns what running a model on one picture can raise into a one-line UserError naming it: out
-    of memory (suggesting `flags`, e.g. "--tile"), an op the picture's size breaks (a bicubic-skip
-    model pads 2 pixels each side: a 1-pixel-wide picture is refused by the model), and the model's
-    own UserErrors (non-finite output), which name the model but not the picture.
+    of memory (suggesting a `smaller` one of what the caller takes, e.g. "tile"), an op the picture's
+    size breaks (a bicubic-skip model pads 2 pixels each side: a 1-pixel-wide picture is refused by the
+    model), and the model's own UserErrors (non-finite output), which name the model but not the picture.
 
     Args:
         shown: the picture as the message names it, e.g. "'photos/cat.png'".
         width, height: its size in pixels.
-        flags: the flags that shrink the memory of one model call, for the message.
+        smaller: what shrinks the memory of one model call, in the caller's words ("use a smaller tile").
     """
     import tensorflow as tf
 
@@ -233,16 +233,16 @@ def model_errors(shown, width, height, flags):
     except UserError as e:
         raise UserError(f"{shown}: {e}") from e
     except (MemoryError, tf.errors.ResourceExhaustedError) as e:
-        raise UserError(f"out of memory on {shown} ({width}x{height}): use a smaller {flags}") from e
+        raise UserError(f"out of memory on {shown} ({width}x{height}): use a smaller {smaller}") from e
     except (tf.errors.OpError, RuntimeError) as e:  # RuntimeError: LiteRT's invoke()
         raise UserError(f"{shown}: the model cannot upscale this {width}x{height} image "
                         f"({first_line(_op_reason(e))})") from e
 
 
-def _model_bands(bands, shown, width, height, flags):
+def _model_bands(bands, shown, width, height, smaller):
     """`bands` (upscale_pixels') with model_errors around the model's work only: what the consumer
     raises (a PNG stream, a full disk) stays its own error."""
-    with model_errors(shown, width, height, flags):
+    with model_errors(shown, width, height, smaller):
         yield from bands
 
 
@@ -271,7 +271,7 @@ def upscale_file(upscaler, path, dest, tiling=Tiling(), output=Output(), warn=_w
     extra = output_metadata(path, info, output, warn)
     bands = _model_bands(upscale_pixels(upscaler, pixels, alpha, tiling.tile, tiling.overlap,
                                         tiling.max_tile_mb or None, progress=True, batch=tiling.batch),
-                         f"'{path}'", pixels.shape[1], pixels.shape[0], "--tile, --tile-memory or --batch-tiles")
+                         f"'{path}'", pixels.shape[1], pixels.shape[0], "tile, tile memory or tile batch")
     try:
         with atomic_file(dest) as tmp, open(tmp, "wb") as f:
             if output.ext == "png" and output.outscale is None:

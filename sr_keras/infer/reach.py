@@ -27,7 +27,7 @@ _POINTWISE = {
 PROBE_REACH = 48
 
 
-def probe_reach(run_uint8, scale, flag="--model", shown=None):
+def probe_reach(run_uint8, scale, shown=None):
     """LR pixels of context each output pixel depends on, measured through a (checked) uint8 model.
 
     One half of a random image is inverted (the rows above, below, the columns left, right of its
@@ -38,7 +38,6 @@ def probe_reach(run_uint8, scale, flag="--model", shown=None):
     Args:
         run_uint8: callable N x H x W x 3 uint8 -> N x sH x sW x 3 uint8.
         scale: the model's probed scale.
-        flag: the command-line flag that named the model, for the error message.
         shown: the model as the user gave it.
 
     Returns:
@@ -46,7 +45,7 @@ def probe_reach(run_uint8, scale, flag="--model", shown=None):
         the whole picture).
 
     Raises:
-        UserError: one line naming the model when it fails on the probe image.
+        UserError: one line about `model` when it fails on the probe image.
     """
     side, c = 2 * PROBE_REACH + 1, PROBE_REACH
     x = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), dtype=np.uint8)
@@ -62,7 +61,8 @@ def probe_reach(run_uint8, scale, flag="--model", shown=None):
     except UserError:
         raise
     except Exception as e:  # it took 8x8 and 8x12 (probe_scale) but not this size: no tile margin is known
-        raise UserError(f"{flag} '{shown}' cannot upscale a {side}x{side} RGB image: {first_line(e)}") from e
+        raise UserError(f"'{shown}' cannot upscale a {side}x{side} RGB image: {first_line(e)}",
+                        argument="model") from e
     reach = 0
     for (axis, part), sr in zip(halves, out[1:]):
         lines = np.nonzero(np.any(sr != out[0], axis=(1, 2) if axis == 1 else (0, 2)))[0] // scale

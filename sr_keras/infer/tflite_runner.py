@@ -101,17 +101,17 @@ def operator_names(data):
         raise ValueError(f"damaged TFLite flatbuffer: {e}") from e
 
 
-def check_ops(data, shown, flag="--model"):
-    """Raise UserError (one line naming the model and the op) unless every op is in ALLOWED_OPS."""
+def check_ops(data, shown):
+    """Raise UserError (one line about `model` naming it and the op) unless every op is in ALLOWED_OPS."""
     try:
         names = operator_names(data)
     except ValueError as e:
-        raise UserError(f"{flag} '{shown}': cannot read the TFLite model: {first_line(e)}") from e
+        raise UserError(f"'{shown}': cannot read the TFLite model: {first_line(e)}", argument="model") from e
     allowed = set(ALLOWED_OPS.values())
     for name in names:
         if name not in allowed:
-            raise UserError(f"{flag} '{shown}' uses {name}, which is not in the allowlist of TFLite tensor-math ops "
-                            "(sr_keras.infer.tflite_runner.ALLOWED_OPS); refusing to run it")
+            raise UserError(f"'{shown}' uses {name}, which is not in the allowlist of TFLite tensor-math ops "
+                            "(sr_keras.infer.tflite_runner.ALLOWED_OPS); refusing to run it", argument="model")
     return names
 
 
@@ -295,24 +295,24 @@ class _LocalRunner:
         return self.it.get_tensor(self.out).copy()
 
 
-def load_tflite_upscaler(path, flag="--model"):
+def load_tflite_upscaler(path):
     """An inference.Upscaler running a .tflite file whose ops are all in ALLOWED_OPS; its tile margin is
     measured as a SavedModel's is (Upscaler.measure_reach).
 
     Raises:
-        UserError: one line naming the file, for an unreadable file, a refused op, or a model that
+        UserError: one line about `model` naming the file, for an unreadable file, a refused op, or a model that
             is not a uint8 image upscaler (a crash of the interpreter on a probe included).
     """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise UserError(f"{flag} '{path}': cannot read it: {e.strerror or e}") from e
-    check_ops(data, path, flag)
+        raise UserError(f"'{path}': cannot read it: {e.strerror or e}", argument="model") from e
+    check_ops(data, path)
     try:
         run = _Runner(data)
     except (ValueError, RuntimeError) as e:
-        raise UserError(f"{flag} '{path}': cannot load the TFLite model: {first_line(e)}") from e
-    upscaler = Upscaler(path, run, through_uint8(run), flag=flag)
+        raise UserError(f"'{path}': cannot load the TFLite model: {first_line(e)}", argument="model") from e
+    upscaler = Upscaler(path, run, through_uint8(run))
     upscaler.measure_reach()
     return upscaler

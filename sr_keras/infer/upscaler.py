@@ -19,17 +19,17 @@ class Upscaler:
     be seamless: each picture runs in one pass), and `__call__(lr)` for one HxWx3 uint8/uint16 image
     -> same dtype, s times larger. Every call's output is checked to be exactly that (`batch`)."""
 
-    def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None, config=None, flag="--model"):
+    def __init__(self, path, run_uint8, run_uint16, radius=None, act_bytes=None, config=None):
         self.path = path
-        self.flag = flag
         self._run = {np.dtype(np.uint8): run_uint8, np.dtype(np.uint16): run_uint16}
         self.radius = radius
         self.act_bytes = act_bytes
         self.config = config
         self.whole_image = False
-        self.scale = probe_scale(lambda x: run_uint8(x.astype(np.uint8)), flag, path)
+        self.scale = probe_scale(lambda x: run_uint8(x.astype(np.uint8)), path)
         if config is not None and config.scale != self.scale:
-            raise UserError(f"{flag} '{path}' upscales x{self.scale} but its {CONFIG_FILE} says x{config.scale}")
+            raise UserError(f"'{path}' upscales x{self.scale} but its {CONFIG_FILE} says x{config.scale}",
+                            argument="model")
 
     def __call__(self, lr):
         return self.batch(lr[None])[0]
@@ -42,16 +42,16 @@ class Upscaler:
         pass.
 
         Raises:
-            UserError: one line naming the model when it fails on the probe image.
+            UserError: one line about `model` when it fails on the probe image.
         """
-        self.radius = probe_reach(self.batch, self.scale, self.flag, self.path)
+        self.radius = probe_reach(self.batch, self.scale, self.path)
         self.whole_image = self.radius is None
 
     def batch(self, lrs):
         """N x H x W x 3 uint8/uint16 images -> N x sH x sW x 3, same dtype, in one model call.
 
         Raises:
-            UserError: one line naming the model when what came back is not exactly that (a model whose
+            UserError: one line about `model` when what came back is not exactly that (a model whose
                 scale or channels change with the input size, or that drops batch items): nothing of
                 it may be written.
         """
@@ -63,9 +63,10 @@ class Upscaler:
         want = (n, h * self.scale, w * self.scale, 3)
         got = tuple(int(d) for d in getattr(out, "shape", ()))
         if got != want or getattr(out, "dtype", None) != lrs.dtype:
-            raise UserError(f"{self.flag} '{self.path}': {n} {h}x{w} image(s) came back as "
+            raise UserError(f"'{self.path}': {n} {h}x{w} image(s) came back as "
                             f"{'x'.join(map(str, got)) or 'no array'} {getattr(out, 'dtype', '')}, not "
-                            f"{'x'.join(map(str, want))} {lrs.dtype} (x{self.scale}); nothing of it is written")
+                            f"{'x'.join(map(str, want))} {lrs.dtype} (x{self.scale}); nothing of it is written",
+                            argument="model")
         return out
 
 

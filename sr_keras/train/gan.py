@@ -204,21 +204,21 @@ def load_init_generator(generator, path, config, trust_model=False):
             checked. Only for SavedModels you wrote yourself.
 
     Raises:
-        UserError: naming `path`, for a missing or unreadable file, a refused SavedModel, another scale or
-            another architecture (its generator.json, where it has one, must equal `config`).
+        UserError: about `model`, naming `path`, for a missing or unreadable file, a refused SavedModel,
+            another scale or another architecture (its generator.json, where it has one, must equal `config`).
     """
     from sr_keras.infer.loading import load_generator_config, load_keras_model, probe_scale, resolve
 
-    flag = "--init-generator"
     # a path, or a model name (saved_models/, $SR_KERAS_MODELS), resolved once; a SavedModel alone is checked here
-    ref = resolve(path, flag, trust_model)
+    ref = resolve(path, trust_model)
     path = ref.path
     if path.endswith(".weights.h5"):
         try:
             generator.load_weights(path)
         except Exception as e:  # keras raises ValueError or h5py errors for another architecture or a bad file
-            raise UserError(f"{flag} {path}: cannot load these weights into a generator with {config.describe()} "
-                            f"({first_line(e)}); pass the architecture flags of the run that trained it") from None
+            raise UserError(f"{path}: cannot load these weights into a generator with {config.describe()} "
+                            f"({first_line(e)}); pass the architecture flags of the run that trained it",
+                            argument="model") from None
         return generator
     src_config = load_generator_config(path)
     if ref.kind == "savedmodel":
@@ -227,27 +227,28 @@ def load_init_generator(generator, path, config, trust_model=False):
         from sr_keras.infer.inference import open_savedmodel
         from sr_keras.infer.model_safety import SIGNATURE
 
-        root, run_uint8 = open_savedmodel(ref, flag)  # checked by resolve: not again
-        src_scale = probe_scale(lambda x: run_uint8(x.astype("uint8")), flag, path)
+        root, run_uint8 = open_savedmodel(ref)  # checked by resolve: not again
+        src_scale = probe_scale(lambda x: run_uint8(x.astype("uint8")), path)
         found = {v.name.rsplit(":", 1)[0]: v for v in root.signatures[SIGNATURE].variables}
         src = [found[w.path] for w in generator.weights if w.path in found]
         unmatched = len(src) != len(generator.weights) or len(src) != len(found)
     else:
-        loaded = load_keras_model(ref, flag)
-        src_scale = probe_scale(lambda x: loaded(x, training=False), flag, path)
+        loaded = load_keras_model(ref)
+        src_scale = probe_scale(lambda x: loaded(x, training=False), path)
         src, unmatched = loaded.weights, False
     src_desc = src_config.describe() if src_config else f"{len(src)} weight arrays"
     if src_scale != config.scale:
-        raise UserError(f"{flag} {path} is a x{src_scale} model but this run trains x{config.scale} "
-                        "(--track); use a generator trained on the same scale")
+        raise UserError(f"{path} is a x{src_scale} model but this run trains x{config.scale} "
+                        "(--track); use a generator trained on the same scale", argument="model")
     if unmatched:  # a permutation of same-shaped arrays would pass the shape check below
         named = f"{len(found)} variables, {len(src)} of this run's {len(generator.weights)} weights among them by name"
-        raise UserError(f"{flag} {path} has another architecture ({src_config.describe() + '; ' if src_config else ''}"
-                        f"{named}) than this run's generator ({config.describe()}); pass the flags it was trained with")
+        raise UserError(f"{path} has another architecture ({src_config.describe() + '; ' if src_config else ''}"
+                        f"{named}) than this run's generator ({config.describe()}); pass the flags it was trained with",
+                        argument="model")
     # generator.json first: a bicubic skip has no weights, so shapes alone pass a network without it
     if ((src_config is not None and src_config != config)
             or [tuple(v.shape) for v in src] != [tuple(v.shape) for v in generator.weights]):
-        raise UserError(f"{flag} {path} has another architecture ({src_desc}) than this run's generator "
-                        f"({config.describe()}); pass the flags it was trained with")
+        raise UserError(f"{path} has another architecture ({src_desc}) than this run's generator "
+                        f"({config.describe()}); pass the flags it was trained with", argument="model")
     generator.set_weights([keras.ops.convert_to_numpy(v) for v in src])
     return generator

@@ -19,7 +19,7 @@ from sr_keras.evaluation import metrics as sr_metrics
 from sr_keras.train import losses, runs
 from sr_keras.train.callbacks import (AverageValidation, ImagePanel, LRSchedule, NonFiniteGuard,
     ResumableEarlyStopping, RunCheckpoint, lr_schedule)
-from sr_keras.core.errors import UserError, first_line
+from sr_keras.core.errors import UserError, first_line, naming
 from sr_keras.evaluation.metrics import min_scorable_size
 from sr_keras.train.distribute import Trainer, replicate_for_replicas, tf_config_is_chief
 from sr_keras.train.ema import WeightAverage, adam
@@ -28,17 +28,19 @@ TRUNK_PREFIXES = ("head_", "block", "body_")  # layers before upsampling: the sa
 
 
 def check_outputs(train):
-    """Prove --export and --out writable (the run folder is made) before anything slow: a bad location
-    fails in one line naming the flag, not after the last epoch. --export must also be absent, empty or a
-    previous export (export.check_export_dir). Returns whether the run folder was made here."""
+    """Prove train.export and train.out writable (the run folder is made) before anything slow: a bad
+    location fails in one line about `export` or `out`, not after the last epoch. The export must also be
+    absent, empty or a previous export (export.check_export_dir). Returns whether the run folder was
+    made here."""
     from sr_keras.core.outputs import check_writable_folder, check_writable_parent
     from sr_keras.exports.savedmodel import check_export_dir
 
     is_chief_worker(train.strategy)  # a malformed TF_CONFIG fails here, before any folder is made
     check_export_dir(train.export)
-    check_writable_parent(train.export, "--export", keep_folders=False)
+    with naming(out="export"):
+        check_writable_parent(train.export, keep_folders=False)
     created = not os.path.lexists(train.out)
-    check_writable_folder(train.out, "--out")
+    check_writable_folder(train.out)
     return created
 
 
@@ -112,14 +114,17 @@ def init_trunk(generator, path):
 
     Args:
         generator: the run's generator.
-        path: an export folder of train_srresnet.py or a .keras file (--init-trunk).
+        path: an export folder of train_srresnet.py or a .keras file.
 
     Returns:
         The number of layers copied.
+
+    Raises:
+        UserError: about `model`, naming `path`, when it cannot be loaded or its trunk does not match.
     """
     from sr_keras.infer.loading import load_keras_model
 
-    source = load_keras_model(path, "--init-trunk")
+    source = load_keras_model(path)
     copied = 0
     for layer in generator.layers:
         if not layer.name.startswith(TRUNK_PREFIXES) or not layer.weights:
@@ -130,8 +135,8 @@ def init_trunk(generator, path):
             src = None
         shapes = [tuple(w.shape) for w in src.weights] if src is not None else None
         if shapes != [tuple(w.shape) for w in layer.weights]:
-            raise UserError(f"--init-trunk {path}: its layer {layer.name} does not match this run's generator "
-                            "(pass the same --num-blocks, --filters and --batch-norm as that model)")
+            raise UserError(f"{path}: its layer {layer.name} does not match this run's generator "
+                            "(pass the same --num-blocks, --filters and --batch-norm as that model)", argument="model")
         layer.set_weights(src.get_weights())
         copied += 1
     return copied

@@ -152,8 +152,8 @@ class Worker:
     def __init__(self, default_model, max_megapixels, pair=INTERPOLATION_PAIR, tiling=None):
         self.scales = model_scales()
         if default_model not in self.scales:
-            raise UserError(f"--model '{default_model}' is not a shipped model (known names: "
-                            f"{', '.join(self.scales) or 'none'})")
+            raise UserError(f"'{default_model}' is not a shipped model (known names: "
+                            f"{', '.join(self.scales) or 'none'})", argument="default_model")
         self.default_model, self.max_megapixels = default_model, max_megapixels
         self.pair = pair if all(name in self.scales for name in pair) else None
         self.tiling = tiling or Tiling()
@@ -371,12 +371,12 @@ def _blend(name_a, name_b, alpha):
     from sr_keras.infer.inference import load_upscaler
     from sr_keras.infer.loading import load_keras_model
 
-    a, b = load_keras_model(name_a, "model"), load_keras_model(name_b, "model")
+    a, b = load_keras_model(name_a), load_keras_model(name_b)
     check_same_architecture(a, b, name_a, name_b)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.keras")
         interpolate(a, b, alpha).save(path)
-        return load_upscaler(path, "model")
+        return load_upscaler(path)
 
 
 def _encode(result, ext, quality, extra):

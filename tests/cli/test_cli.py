@@ -1,17 +1,22 @@
 """The command-line layer (sr_keras.cli) and the layering rules it keeps: argparse in one subpackage, no
-`args` deep in the library, module sizes, and a package import that leaves file descriptors alone."""
+`args` deep in the library, library errors about arguments that the scripts turn into their flags
+(naming_flags), module sizes, and a package import that leaves file descriptors alone."""
 import argparse
 import ast
 import glob
+import importlib
+import inspect
 import os
+import pkgutil
 import re
 import subprocess
 import sys
 
 import pytest
 
+import sr_keras
 from sr_keras.cli import parsing, training_flags
-from sr_keras.core import tfbanner
+from sr_keras.core.errors import UserError, naming
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE = sorted(glob.glob(os.path.join(ROOT, "sr_keras", "**", "*.py"), recursive=True))
@@ -108,6 +113,97 @@ def test_no_library_function_takes_a_parameter_named_args():
                 if any(p.arg == "args" for p in params):
                     offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def _library_modules():
+    """Every module of sr_keras but the command-line layer, imported (TensorFlow too); one that needs an
+    optional backend that is not installed (JAX) is left out."""
+    modules = []
+    for info in pkgutil.walk_packages(sr_keras.__path__, "sr_keras."):
+        if info.name == "sr_keras.cli" or info.name.startswith("sr_keras.cli."):
+            continue
+        try:
+            modules.append(importlib.import_module(info.name))
+        except ModuleNotFoundError as e:
+            if e.name != "jax":
+                raise
+    return modules
+
+
+def _callables(module):
+    """The functions and classes a module defines, and the methods of those classes."""
+    found = []
+    for obj in vars(module).values():
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isclass(obj):
+            found.append(obj)
+            for member in vars(obj).values():
+                member = getattr(member, "__func__", getattr(member, "fget", member))
+                if inspect.isfunction(member):
+                    found.append(member)
+        elif inspect.isfunction(obj):
+            found.append(obj)
+    return found
+
+
+def test_no_library_function_takes_a_flag_to_word_its_errors():
+    # the library names its own arguments ("model 'x' ..."); only sr_keras.cli knows the flags (naming_flags)
+    offenders = []
+    for module in _library_modules():
+        for fn in _callables(module):
+            try:
+                params = inspect.signature(fn).parameters
+            except (TypeError, ValueError):  # a class without a Python signature
+                continue
+            if {"flag", "flags"} & set(params):
+                offenders.append(f"{module.__name__}.{fn.__qualname__}")
+    for path in PACKAGE:  # functions inspect does not reach: nested ones, and the modules left out above
+        if os.path.join("sr_keras", "cli") not in path:
+            for node in ast.walk(_tree(path)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                    offenders += [f"{os.path.relpath(path, ROOT)}:{node.lineno}" for a in args
+                                  if a.arg in ("flag", "flags")]
+    assert offenders == []
+
+
+class _Full(UserError):
+    """A subclass, as DiskFull: renaming keeps it."""
+
+
+def test_naming_flags_names_the_flag_of_each_library_argument_it_is_given_and_leaves_the_rest():
+    for error, shown in [(UserError("'x.keras': unreadable", argument="model"), "--model 'x.keras': unreadable"),
+                         (_Full("runs/x: cannot write", argument="out"), "-o runs/x: cannot write"),
+                         (UserError("'blur': unknown", argument="degrade"), "degrade 'blur': unknown"),
+                         (UserError("nothing to upscale"), "nothing to upscale")]:
+        with pytest.raises(UserError) as e, parsing.naming_flags(model="--model", out="-o"):
+            raise error
+        assert e.value is error and str(e.value) == shown  # renamed in place: a subclass stays itself
+
+
+def test_a_library_function_names_an_argument_it_hands_on_as_its_own():
+    # errors.naming: what naming_flags does for a script, in the library (a run's export checked as an `out`)
+    with pytest.raises(UserError) as e, parsing.naming_flags(export="--export"):
+        with naming(out="export"):
+            raise UserError("runs/x: cannot write there", argument="out")
+    assert str(e.value) == "--export runs/x: cannot write there"
+
+
+def test_the_trust_advice_names_the_flag_only_where_a_script_gives_one():
+    from sr_keras.infer.model_safety import check_savedmodel
+
+    with pytest.raises(UserError) as e:
+        check_savedmodel("served")
+    library = str(e.value)
+    assert library.startswith("model 'served': refused: a SavedModel without model.keras is a program")
+    assert library.endswith("or pass trust_model=True if you wrote this model yourself")
+    with pytest.raises(UserError) as e, parsing.naming_flags(model="--init-generator", trust_model="--trust-model"):
+        check_savedmodel("served")
+    assert str(e.value) == "--init-generator " + library[len("model "):].replace("trust_model=True", "--trust-model")
+    with pytest.raises(UserError) as e, parsing.naming_flags(model="--model"):  # no flag vouches: the library's words
+        check_savedmodel("served")
+    assert str(e.value) == "--model " + library[len("model "):]
 
 
 def test_modules_and_scripts_stay_within_their_size_limits():

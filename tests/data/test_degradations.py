@@ -176,7 +176,7 @@ def test_degrade_spec_parses_and_bad_values_are_one_line():
                         ("noise=1,noise=2", "noise is given twice"), ("noise=0", "degrades nothing")]:
         with pytest.raises(UserError, match=needle) as e:
             degradations.parse_degrade(bad)
-        assert str(e.value).startswith(f"--degrade '{bad}'") and "\n" not in str(e.value)
+        assert str(e.value).startswith(f"degrade '{bad}'") and "\n" not in str(e.value)
 
 
 def test_eval_degradation_is_seeded_by_the_image_name():

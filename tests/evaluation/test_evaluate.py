@@ -384,7 +384,7 @@ def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos,
         Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[:height, :96])).save(hr_dir / f"{name}.png")
     real = scoring.upscale_image
     failing = {20: tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
-               22: UserError("--model 'x': model output is not finite (NaN or inf); nothing is written")}
+               22: UserError("'x': model output is not finite (NaN or inf); nothing is written", argument="model")}
 
     def flaky(up, lr, **kwargs):
         if lr.shape[0] in failing:
@@ -398,8 +398,9 @@ def test_an_image_a_model_cannot_take_is_left_out_of_every_row(tmp_path, photos,
     assert code == 2 and "Traceback" not in err
     lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("error")]
     assert lines == [
-        "error: out of memory on image b_oom of x4, model tiny (24x20): use a smaller --tile (left out of every row)",
-        "error: image c_nan of x4, model tiny: --model 'x': model output is not finite (NaN or inf); nothing is "
+        # printed as each image fails, inside the library's loop: in the library's words
+        "error: out of memory on image b_oom of x4, model tiny (24x20): use a smaller tile (left out of every row)",
+        "error: image c_nan of x4, model tiny: model 'x': model output is not finite (NaN or inf); nothing is "
         "written (left out of every row)",
         "error: 2 image(s) left out of the results: b_oom (x4), c_nan (x4) (reasons above)"]
     rows = json.loads((out / "results.json").read_text())["rows"]

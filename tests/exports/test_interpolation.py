@@ -112,6 +112,15 @@ def test_help_states_the_range_of_alpha(capsys):
     assert "weight of B, in [0, 1]: 0 gives A, 1 gives B" in help_text and "(default: None)" not in help_text
 
 
+def test_one_loader_for_two_models_names_each_as_its_argument(tmp_path, capsys):
+    TINY_RRDB.build().save(tmp_path / "a.keras")
+    (tmp_path / "b.keras").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit):
+        interpolate.main([str(tmp_path / "a.keras"), str(tmp_path / "b.keras"), "--alpha", "0.5",
+                          "--out", str(tmp_path / "out")])
+    assert capsys.readouterr().err == f"error: B '{tmp_path / 'b.keras'}': cannot load {tmp_path / 'b.keras'}: " \
+                                      "not a .keras archive (not a zip file)\n"
+
 def test_out_that_is_a_file_is_refused_before_loading(tmp_path, capsys):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(SystemExit):

@@ -296,8 +296,7 @@ def test_a_damaged_event_file_keeps_the_curves_before_the_damage_with_a_warning(
         assert warnings == []
     else:
         reason = "a record is not a TensorBoard event" if damage == "not_an_event" else "a record fails its checksum"
-        assert warnings == [f"--logs: event file '{damaged}' is damaged ({reason}); its curves stop at the last "
-                            "good record"]
+        assert warnings == [f"event file '{damaged}' is damaged ({reason}); its curves stop at the last good record"]
 
 
 def test_crafted_tensors_are_skipped_not_allocated(tmp_path):
@@ -345,10 +344,10 @@ def test_the_write_probe_runs_for_an_existing_folder_too(tmp_path, monkeypatch, 
     if exists:
         folder.mkdir()
     with pytest.raises(UserError) as e:
-        outputs.check_writable_folder(str(folder), "--out")
-    assert str(e.value) == f"--out {folder}: cannot write there (Read-only file system)"
+        outputs.check_writable_folder(str(folder))
+    assert str(e.value) == f"out {folder}: cannot write there (Read-only file system)"
     with pytest.raises(UserError, match="Read-only file system"):
-        outputs.check_writable_parent(str(folder / "file.png"), "-o")
+        outputs.check_writable_parent(str(folder / "file.png"))
 
 
 # ---------------------------------------------------------------- EXIF orientation of 48/64-bit PNGs

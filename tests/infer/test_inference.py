@@ -184,11 +184,11 @@ def test_memory_stays_near_the_output_size(tiny):
     (lambda d: (d.with_suffix(".h5").write_bytes(b"x"), d.with_suffix(".h5"))[1], "neither"),
     (lambda d: (d.with_suffix(".keras").write_bytes(b"not a zip"), d.with_suffix(".keras"))[1], "cannot load"),
 ])
-def test_bad_model_paths_raise_user_error_naming_the_flag_and_path(tmp_path, make, needle):
+def test_bad_model_paths_raise_user_error_naming_the_model_and_path(tmp_path, make, needle):
     path = make(tmp_path / "m")
     with pytest.raises(UserError) as e:
-        load_upscaler(str(path), "--init-generator")
-    assert str(e.value).startswith(f"--init-generator '{path}'") and needle in str(e.value)
+        load_upscaler(str(path))
+    assert str(e.value).startswith(f"model '{path}'") and needle in str(e.value)
     assert "\n" not in str(e.value)
 
 
@@ -275,7 +275,7 @@ def test_a_savedmodel_failing_on_the_reach_probe_is_refused_in_one_line(tmp_path
     with pytest.raises(UserError) as e:
         load_upscaler(path, trust_model=True)
     text = str(e.value)
-    assert text.startswith(f"--model '{path}' cannot upscale a 97x97 RGB image: ") and "\n" not in text
+    assert text.startswith(f"model '{path}' cannot upscale a 97x97 RGB image: ") and "\n" not in text
 
 
 def _fake_upscaler(run):
@@ -299,7 +299,7 @@ def test_every_call_s_output_shape_is_checked(run, came_back):
     with pytest.raises(UserError) as e:
         upscale_image(up, lr, tile=16, overlap=0, batch=2) if came_back is None else upscale_image(up, lr, tile=0)
     text = str(e.value)
-    assert text.startswith("--model 'fake.keras': ") and "nothing of it is written" in text and "\n" not in text
+    assert text.startswith("model 'fake.keras': ") and "nothing of it is written" in text and "\n" not in text
     assert (came_back or "1x") in text and "x4" in text
 
 

@@ -59,9 +59,9 @@ def test_a_name_is_not_shadowed_by_the_working_directory_but_a_path_is_used_as_g
 @pytest.mark.parametrize("given", ["srresnet_x5", "notes", "sub/demo_x4", ""])
 def test_an_unknown_name_is_one_line_listing_the_known_names(user_models, given):
     with pytest.raises(UserError) as e:
-        resolve_model(given, "--init-generator")
+        resolve_model(given)
     text = str(e.value)
-    assert text.startswith(f"--init-generator '{given}' not found") and "\n" not in text
+    assert e.value.argument == "model" and text.startswith(f"model '{given}' not found") and "\n" not in text
     assert f"(known names: {', '.join(known_models())})" in text
     assert {"demo_x4", "mine_x2", "served"} <= set(known_models())
 
@@ -76,12 +76,12 @@ def test_without_the_user_folder_only_saved_models_names_are_known(monkeypatch, 
 
 def test_load_keras_model_by_name_and_probe_its_scale(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    model = load_keras_model("demo_x4", "--model")
+    model = load_keras_model("demo_x4")
     assert model.name == "srresnet_x4"
-    assert probe_scale(lambda x: model(x, training=False), "--model", "demo_x4") == 4
+    assert probe_scale(lambda x: model(x, training=False), "demo_x4") == 4
 
 
-def test_load_keras_model_errors_name_the_flag_and_path(tmp_path):
+def test_load_keras_model_errors_name_the_model_and_path(tmp_path):
     (tmp_path / "weights.h5").write_bytes(b"x")
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
     (tmp_path / "sm").mkdir()
@@ -89,8 +89,8 @@ def test_load_keras_model_errors_name_the_flag_and_path(tmp_path):
     for name, needle in [("weights.h5", "neither a .keras file nor an export folder"),
                          ("broken.keras", "not a .keras archive"), ("sm", "a folder without model.keras")]:
         with pytest.raises(UserError) as e:
-            load_keras_model(str(tmp_path / name), "--init-trunk")
-        assert str(e.value).startswith(f"--init-trunk '{tmp_path / name}'") and needle in str(e.value)
+            load_keras_model(str(tmp_path / name))
+        assert str(e.value).startswith(f"model '{tmp_path / name}'") and needle in str(e.value)
 
 
 def test_generator_config_comes_from_generator_json_or_is_none(tmp_path):
@@ -117,13 +117,13 @@ def _returns(shape):
 
 @pytest.mark.parametrize("fn,scale", [(_upscales(2), 2), (_upscales(3), 3), (_upscales(4), 4), (lambda x: x, 1)])
 def test_probe_scale_reads_the_integer_factor(fn, scale):
-    assert probe_scale(fn, "--model", "m") == scale
+    assert probe_scale(fn, "m") == scale
 
 
 def test_probe_scale_refuses_another_channel_count():
     with pytest.raises(UserError) as e:
-        probe_scale(_upscales(2, channels=1), "--model", "path/m.keras")
-    assert str(e.value) == "--model 'path/m.keras' is not an RGB upscaler: an 8x8 image came back (16, 16, 1)"
+        probe_scale(_upscales(2, channels=1), "path/m.keras")
+    assert str(e.value) == "model 'path/m.keras' is not an RGB upscaler: an 8x8 image came back (16, 16, 1)"
 
 
 @pytest.mark.parametrize("fn,seen", [
@@ -135,8 +135,8 @@ def test_probe_scale_refuses_another_channel_count():
 ])
 def test_probe_scale_refuses_what_is_not_an_integer_upscaler(fn, seen):
     with pytest.raises(UserError) as e:
-        probe_scale(fn, "--model", "path/m.keras")
-    assert str(e.value) == f"--model 'path/m.keras' is not an upscaler at an integer scale: {seen}"
+        probe_scale(fn, "path/m.keras")
+    assert str(e.value) == f"model 'path/m.keras' is not an upscaler at an integer scale: {seen}"
 
 
 @pytest.mark.parametrize("fn,shown", [(_returns((1, 10)), "[N, 10]"), (_returns((16, 16, 3)), "[N, 16, 3]"),
@@ -144,16 +144,16 @@ def test_probe_scale_refuses_what_is_not_an_integer_upscaler(fn, seen):
 def test_probe_scale_names_a_model_that_returns_no_image_batch(fn, shown):
     # a classifier's logits, an unbatched image, two images for one: none is an image-to-image model
     with pytest.raises(UserError) as e:
-        probe_scale(fn, "--model", "cls.keras")
-    assert str(e.value) == f"--model 'cls.keras': not an image-to-image model (its output is {shown})"
+        probe_scale(fn, "cls.keras")
+    assert str(e.value) == f"model 'cls.keras': not an image-to-image model (its output is {shown})"
 
 
 def test_probe_scale_lets_a_refusal_of_the_model_through():
     def refuses(x):
-        raise UserError("--model 'nan.keras': model output is not finite (NaN or inf); nothing is written")
+        raise UserError("'nan.keras': model output is not finite (NaN or inf); nothing is written", argument="model")
 
-    with pytest.raises(UserError, match=r"^--model 'nan.keras': model output is not finite"):
-        probe_scale(refuses, "--model", "nan.keras")
+    with pytest.raises(UserError, match=r"^model 'nan.keras': model output is not finite"):
+        probe_scale(refuses, "nan.keras")
 
 
 def test_probe_scale_names_the_model_when_it_fails_on_the_input():
@@ -161,8 +161,8 @@ def test_probe_scale_names_the_model_when_it_fails_on_the_input():
         raise ValueError("Input 0 of layer is incompatible: expected shape=(None, 48, 48, 3)\nmore")
 
     with pytest.raises(UserError) as e:
-        probe_scale(fixed_size, "--model", "d.keras")
-    assert str(e.value) == ("--model 'd.keras' cannot upscale an 8x8 RGB image: Input 0 of layer is incompatible: "
+        probe_scale(fixed_size, "d.keras")
+    assert str(e.value) == ("model 'd.keras' cannot upscale an 8x8 RGB image: Input 0 of layer is incompatible: "
                             "expected shape=(None, 48, 48, 3)")
 
 
@@ -171,12 +171,12 @@ def test_resolve_checks_only_a_savedmodel_folder_without_model_keras(user_models
     assert resolve("mine_x2").path == str(folder / "mine_x2.keras") and not resolve("mine_x2").checked
     assert resolve("demo_x4").kind == "export"  # model.keras is preferred: loaded in safe mode, not run
     # a SavedModel without model.keras: refused unless vouched for, then its graph is checked all the same
-    with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: a SavedModel without model.keras "
-                                        r"is a program .* pass --trust-model if you wrote this model yourself$"):
-        resolve("served", "--init-generator")
+    with pytest.raises(UserError, match=r"^model '.*served': refused: a SavedModel without model.keras "
+                                        r"is a program .* pass trust_model=True if you wrote this model yourself$"):
+        resolve("served")
     # "served" holds an empty saved_model.pb: parsed, it has no object graph (a TF1 SavedModel)
-    with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
-        resolve("served", "--init-generator", trust_model=True)
+    with pytest.raises(UserError, match=r"^model '.*served': refused: it is a TF1 SavedModel"):
+        resolve("served", trust_model=True)
 
 
 def test_resolve_gives_one_model_ref_naming_the_kind_the_loaders_dispatch_on(user_models):
@@ -189,14 +189,14 @@ def test_resolve_gives_one_model_ref_naming_the_kind_the_loaders_dispatch_on(use
 
 
 def test_a_savedmodel_ref_is_checked_by_resolve_and_no_hand_made_ref_skips_the_check(user_models):
-    unchecked = resolve("served", "--init-generator", check=False)
+    unchecked = resolve("served", check=False)
     assert (unchecked.kind, unchecked.checked) == ("savedmodel", False)
     # the check resolve runs at once, or on the unchecked ModelRef later: the same messages either way
     for given in ("served", unchecked, ModelRef(str(user_models / "served"), "served", "savedmodel")):
-        with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: a SavedModel without model.keras"):
-            resolve(given, "--init-generator")
-        with pytest.raises(UserError, match=r"^--init-generator '.*served': refused: it is a TF1 SavedModel"):
-            resolve(given, "--init-generator", trust_model=True)
+        with pytest.raises(UserError, match=r"^model '.*served': refused: a SavedModel without model.keras"):
+            resolve(given)
+        with pytest.raises(UserError, match=r"^model '.*served': refused: it is a TF1 SavedModel"):
+            resolve(given, trust_model=True)
     with pytest.raises(TypeError):
         ModelRef(str(user_models / "served"), "served", "savedmodel", True)  # only resolve marks one checked
 

@@ -113,7 +113,7 @@ def test_a_savedmodel_whose_graph_reaches_outside_tensor_math_is_refused_before_
                     and text.endswith("no flag runs it: give an export folder with model.keras")) if trust else \
                 f"'{path}': refused: a SavedModel without model.keras is a program" in text
             assert "\n" not in text and not os.path.exists(mark)
-    assert "pass --trust-model" in str(pytest.raises(UserError, load_upscaler, path, "--model").value)
+    assert "pass trust_model=True" in str(pytest.raises(UserError, load_upscaler, path).value)
     assert "pass trust_model=True" in str(pytest.raises(UserError, sr_keras.load, path).value)
 
 
@@ -266,10 +266,10 @@ def test_a_tf1_savedmodel_is_refused(tmp_path):
     proto = saved_model_pb2.SavedModel(meta_graphs=[meta_graph_pb2.MetaGraphDef()])
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "saved_model.pb").write_bytes(proto.SerializeToString())
-    with pytest.raises(UserError, match=r"^--model '.*v1': refused: it is a TF1 SavedModel"):
+    with pytest.raises(UserError, match=r"^model '.*v1': refused: it is a TF1 SavedModel"):
         check_savedmodel(str(tmp_path / "v1"), trust_model=True)
     (tmp_path / "v1" / "saved_model.pb").write_bytes(b"\xff not a protocol buffer")
-    with pytest.raises(UserError, match=r"^--model '.*v1': saved_model.pb is not a SavedModel"):
+    with pytest.raises(UserError, match=r"^model '.*v1': saved_model.pb is not a SavedModel"):
         check_savedmodel(str(tmp_path / "v1"), trust_model=True)
 
 
@@ -280,7 +280,7 @@ def test_a_damaged_fingerprint_is_one_line_not_a_traceback_and_exit_0(sm_only, t
     (damaged / "fingerprint.pb").write_bytes(b"\x0a\xff\xff")
     with pytest.raises(UserError) as e:
         check_savedmodel(str(damaged), trust_model=True)
-    assert str(e.value).startswith(f"--model '{damaged}': fingerprint.pb is damaged (") and "\n" not in str(e.value)
+    assert str(e.value).startswith(f"model '{damaged}': fingerprint.pb is damaged (") and "\n" not in str(e.value)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
@@ -303,7 +303,7 @@ def test_a_classifier_savedmodel_is_refused_naming_its_output(tmp_path):
     path = _save(c := Classifier(), tmp_path / "cls_sm", c.serve)
     with pytest.raises(UserError) as e:
         load_upscaler(path, trust_model=True)
-    assert str(e.value) == f"--model '{path}': not an image-to-image model (its output is float32 [N, 10])"
+    assert str(e.value) == f"model '{path}': not an image-to-image model (its output is float32 [N, 10])"
 
 
 def test_a_foreign_keras_classifier_or_fixed_size_model_is_refused(tmp_path):
@@ -503,7 +503,7 @@ def test_non_finite_model_output_is_refused_not_written(tmp_path):
     _keras_x4(np.nan).save(tmp_path / "nan.keras")
     with pytest.raises(UserError) as e:
         load_upscaler(str(tmp_path / "nan.keras"))
-    assert str(e.value) == (f"--model '{tmp_path / 'nan.keras'}': model output is not finite (NaN or inf); "
+    assert str(e.value) == (f"model '{tmp_path / 'nan.keras'}': model output is not finite (NaN or inf); "
                             "nothing is written")
     # finite on the black probe image, inf on a bright one (3 x 1.0 x 3e38 overflows float32)
     _keras_x4(3e38).save(tmp_path / "inf.keras")
@@ -583,7 +583,7 @@ def test_init_generator_refuses_savedmodel_variables_that_do_not_all_match_by_na
     with pytest.raises(UserError) as e:
         gan.load_init_generator(target, str(renamed), CONFIG, trust_model=True)
     n = len(target.weights)
-    assert str(e.value) == (f"--init-generator {renamed} has another architecture ({CONFIG.describe()}; {n} variables, "
+    assert str(e.value) == (f"model {renamed} has another architecture ({CONFIG.describe()}; {n} variables, "
                             f"0 of this run's {n} weights among them by name) than this run's generator "
                             f"({CONFIG.describe()}); pass the flags it was trained with")
     for got, want in zip(target.weights, before):
@@ -598,7 +598,7 @@ def test_init_generator_probes_the_scale_of_a_savedmodel_without_generator_json(
     x2 = GeneratorConfig(2, num_blocks=1, filters=8)
     with pytest.raises(UserError) as e:
         gan.load_init_generator(x2.build(), str(bare), x2, trust_model=True)
-    assert str(e.value) == (f"--init-generator {bare} is a x4 model but this run trains x2 (--track); use a "
+    assert str(e.value) == (f"model {bare} is a x4 model but this run trains x2 (--track); use a "
                             "generator trained on the same scale")
 
 

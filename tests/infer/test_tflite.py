@@ -89,13 +89,13 @@ def test_a_model_with_flex_file_ops_is_refused_before_it_runs(tmp_path, monkeypa
     (tmp_path / "evil.tflite").write_bytes(converter.convert())
     with pytest.raises(UserError) as e:
         load_upscaler(str(tmp_path / "evil.tflite"))
-    assert str(e.value).startswith("--model '") and "evil.tflite' uses custom op 'Flex" in str(e.value)
+    assert str(e.value).startswith("model '") and "evil.tflite' uses custom op 'Flex" in str(e.value)
     assert "\n" not in str(e.value) and not (tmp_path / "pwned.txt").exists()
 
 
 def test_a_file_that_is_not_tflite_is_named_in_one_line(tmp_path):
     (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer at all")
-    with pytest.raises(UserError, match=r"^--model '.*x\.tflite': cannot read the TFLite model: not a TFLite model"):
+    with pytest.raises(UserError, match=r"^model '.*x\.tflite': cannot read the TFLite model: not a TFLite model"):
         load_upscaler(str(tmp_path / "x.tflite"))
 
 
@@ -126,7 +126,7 @@ def test_a_tflite_asking_for_a_huge_output_is_refused_and_the_interpreter_never_
     x40 = _resize_tflite(tmp_path / "x40.tflite", lambda hw: hw * 40)
     with pytest.raises(UserError) as e:
         load_upscaler(x40)
-    assert str(e.value) == (f"--model '{x40}' cannot upscale an 8x8 RGB image: an input of 8x8 gave an output of "
+    assert str(e.value) == (f"model '{x40}' cannot upscale an 8x8 RGB image: an input of 8x8 gave an output of "
                             "shape [1, 320, 320, 3], over x16 per side; refused unread")
     # x4 on the 8x8 and 8x12 probes, then 700,000 px a side at the 97x97 reach probe: LiteRT does not
     # check that allocation and segfaults; it does so in the child process, and this one reports it
@@ -135,7 +135,7 @@ def test_a_tflite_asking_for_a_huge_output_is_refused_and_the_interpreter_never_
         load_upscaler(bomb)
     text = str(e.value)
     # reported as every runtime's failure on the reach probe is (sr_keras.infer.reach.probe_reach)
-    assert text.startswith(f"--model '{bomb}' cannot upscale a 97x97 RGB image: the TFLite interpreter crashed "
+    assert text.startswith(f"model '{bomb}' cannot upscale a 97x97 RGB image: the TFLite interpreter crashed "
                            "on an input of 97x97 (killed by signal ")
     assert "\n" not in text
     # this process is fine and runs the next model

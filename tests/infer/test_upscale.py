@@ -349,8 +349,8 @@ def test_out_of_memory_on_one_picture_is_one_line_and_the_others_are_written(tmp
     Image.fromarray(photo[:20, :20]).save(src / "small.png")
     code, _, err = run(["--model", model_path, str(src), "--out", str(tmp_path / "o"), "--tile", "0"], capsys)
     assert code == 2 and "Traceback" not in err
-    assert _error_lines(err)[0] == (f"error: out of memory on '{src / 'big.png'}' (80x60): use a smaller --tile, "
-                                    "--tile-memory or --batch-tiles (skipped)")
+    assert _error_lines(err)[0] == (f"error: out of memory on '{src / 'big.png'}' (80x60): use a smaller tile, "
+                                    "tile memory or tile batch (skipped)")
     assert os.listdir(tmp_path / "o") == ["small_x2.png"]
 
 

@@ -101,7 +101,7 @@ def test_smoke_command_trains_exports_and_resumes(hr_folder, tmp_path, capsys):
     assert "ESRGAN x4: G (rrdbnet) 293,987 and D (vgg) 13,885,001 trainable parameters" in out
     with open(os.path.join(export, "generator.json")) as f:
         assert json.load(f) == TINY_RRDB.to_dict() | {"growth": 32}  # --growth not given: ESRGAN's 32
-    upscaler = load_upscaler(export, "--model")
+    upscaler = load_upscaler(export)
     sr = upscaler(np.full((12, 10, 3), 128, np.uint8))
     assert sr.shape == (48, 40, 3) and sr.dtype == np.uint8
     with open(os.path.join(run, "checkpoints", "checkpoint.json")) as f:

@@ -415,6 +415,19 @@ def test_an_output_under_a_regular_file_fails_before_training(tmp_path, capsys, 
                    "file, not a folder)"
 
 
+def test_the_library_says_which_output_of_a_run_cannot_be_written(tmp_path):
+    # the export is checked as an output path (argument `out`) but named as the run's `export`, the
+    # name the scripts turn into --export (the test above)
+    (tmp_path / "afile").write_text("")
+    for field in ("out", "export"):
+        bad = str(tmp_path / "afile" / "inner")
+        paths = {"out": str(tmp_path / "run"), "export": str(tmp_path / "model"), field: bad}
+        with pytest.raises(UserError) as e:
+            loop.check_outputs(TrainConfig(track="bicubic_x4", data="samples", **paths))
+        assert e.value.argument == field
+        assert str(e.value) == f"{field} {bad}: cannot write there ({tmp_path / 'afile'} is a file, not a folder)"
+
+
 def test_export_and_interpolate_check_their_out_before_loading(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     bad = str(tmp_path / "afile" / "x")

@@ -102,7 +102,7 @@ def test_init_generator_is_loaded_before_training(div2k, init_export, monkeypatc
 def test_init_generator_of_another_scale_or_architecture_is_refused(init_export, tmp_path):
     path, _ = init_export
     x2 = GeneratorConfig(2, num_blocks=2, filters=16)
-    with pytest.raises(UserError, match=f"^--init-generator {path} is a x4 model but this run trains x2 "):
+    with pytest.raises(UserError, match=f"^model {path} is a x4 model but this run trains x2 "):
         gan.load_init_generator(x2.build(), path, x2)
     three = GeneratorConfig(4, num_blocks=3, filters=16)
     with pytest.raises(UserError, match=r"another architecture \(--num-blocks 2 --filters 16 --batch-norm "
@@ -120,6 +120,20 @@ def _scalar_tags(log_dir):
                         tags[v.tag] = tags.get(v.tag, 0) + 1
     return tags
 
+
+def test_an_init_generator_error_names_the_model_from_the_library_and_the_flag_from_train_srgan(div2k, tmp_path,
+                                                                                              capsys):
+    weights = str(tmp_path / "g.weights.h5")
+    GeneratorConfig(4, num_blocks=1, filters=8).build().save_weights(weights)
+    run = GeneratorConfig(4, num_blocks=2, filters=16)  # TINY's generator: these weights do not fit it
+    with pytest.raises(UserError) as e:
+        gan.load_init_generator(run.build(), weights, run)
+    library = str(e.value)
+    assert library.startswith(f"model {weights}: cannot load these weights into a generator with ")
+    with pytest.raises(SystemExit):
+        train_srgan.main(TINY + ["--data", div2k, "--out", str(tmp_path / "r"), "--export", str(tmp_path / "m"),
+                                 "--vgg-weights", "random", "--init-generator", weights])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --init-generator " + library[len("model "):]
 
 def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
     out, export = str(tmp_path / "run"), str(tmp_path / "model")
