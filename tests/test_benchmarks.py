@@ -23,6 +23,7 @@ def bench(*argv):
     return [json.loads(line) for line in lines]
 
 
+@pytest.mark.slow  # a whole training run
 def test_train_srresnet_json_and_flops():
     (r,) = bench("train", "--model", "srresnet", "--scale", "4", "--batch", "2", "--hr-crop", "34", "--steps", "3",
                  "--num-blocks", "1", "--filters", "8")
@@ -39,6 +40,7 @@ def test_train_srresnet_json_and_flops():
     assert r["gflop_per_step"] == pytest.approx(6 * 2 * macs / 1e9, abs=0.006)
 
 
+@pytest.mark.slow  # a whole training run
 def test_train_srgan_mixed_precision_json():
     (r,) = bench("train", "--model", "srgan", "--batch", "2", "--hr-crop", "16", "--steps", "1", "--warmup", "1",
                  "--num-blocks", "1", "--filters", "8", "--precision", "mixed_bfloat16")

@@ -73,6 +73,7 @@ class _RecordWeights(keras.callbacks.Callback):
         self.steps.append(_weights(self.generator))
 
 
+@pytest.mark.slow  # a whole training run
 def test_fit_validates_and_selects_the_average_and_checkpoints_the_trained_weights(tmp_path):
     trainer, generator = _trainer(0.5)
     lr, hr = _pairs(3)

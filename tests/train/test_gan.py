@@ -151,6 +151,7 @@ def test_checkpoint_restores_both_networks_and_optimizers(content, tmp_path):
             np.testing.assert_array_equal(va.numpy(), vb.numpy())
 
 
+@pytest.mark.slow  # a whole training run
 def test_mixed_precision_wraps_both_optimizers_and_trains(content):
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

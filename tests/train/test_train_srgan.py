@@ -135,6 +135,7 @@ def test_an_init_generator_error_names_the_model_from_the_library_and_the_flag_f
                                  "--vgg-weights", "random", "--init-generator", weights])
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --init-generator " + library[len("model "):]
 
+@pytest.mark.slow  # a whole training run
 def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
     out, export = str(tmp_path / "run"), str(tmp_path / "model")
     argv = TINY + ["--data", div2k, "--out", out, "--export", export, "--vgg-weights", "random",
@@ -180,6 +181,7 @@ def test_train_resume_and_export(div2k, init_export, tmp_path, capsys):
         assert json.load(f)["config"]["model"] == "srgan"
 
 
+@pytest.mark.slow  # a whole training run
 def test_select_last_exports_the_last_epoch_without_early_stopping(div2k, init_export, tmp_path, capsys):
     out, export = str(tmp_path / "run"), str(tmp_path / "model")
     train_srgan.main(TINY + ["--data", div2k, "--out", out, "--export", export, "--vgg-weights", "random",

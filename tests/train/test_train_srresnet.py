@@ -69,6 +69,7 @@ def restored_iterations(run):
     return state.epoch, int(trainer.optimizer.iterations)
 
 
+@pytest.mark.slow  # a whole training run
 def test_short_run_exports_logs_checkpoints_and_resume_continues(div2k, tmp_path, capsys):
     train_srresnet.main(small_args(div2k, tmp_path, "--epochs", "2"))
     out = capsys.readouterr().out
@@ -187,6 +188,7 @@ def test_preset_demo_is_the_documented_recipe_and_flags_override_it():
     assert "(default: 0.0001)" in help_text and "(default: 300)" in help_text
 
 
+@pytest.mark.slow  # killed with SIGKILL and resumed
 def test_kill_9_then_resume_continues_from_the_last_completed_epoch(div2k, tmp_path, capsys):
     cmd = [sys.executable, os.path.join(ROOT, "train_srresnet.py"), *small_args(div2k, tmp_path, "--epochs", "6"),
            "--panel-images", "0"]
@@ -238,6 +240,7 @@ def test_init_trunk_copies_every_layer_before_the_upsampling_from_another_scale(
     np.testing.assert_array_equal(generator.get_layer("tail_conv").get_weights()[0], tail_before)
 
 
+@pytest.mark.slow  # a whole training run
 def test_rrdb_generator_with_ema_trains_exports_the_average_and_refuses_another_decay_on_resume(
         div2k, tmp_path, capsys):
     argv = small_args(div2k, tmp_path, "--generator", "rrdb", "--growth", "4", "--loss", "l1", "--ema", "0.5",
@@ -331,6 +334,7 @@ def test_a_run_whose_export_scores_below_bicubic_ends_with_a_warning(div2k, tmp_
     assert loop.below_bicubic_warning(None, "m") is None
 
 
+@pytest.mark.slow  # a whole training run
 def test_shortened_demo_exports_under_runs_not_over_the_shipped_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the preset's relative folders land here
     train_srresnet.main(["--preset", "demo", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2"])
