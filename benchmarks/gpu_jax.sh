@@ -61,7 +61,7 @@ import jax
 import keras
 import numpy as np
 
-from sr_keras import distribute, gan, losses, training
+from sr_keras.train import distribute, gan, loop, losses
 from sr_keras.archs.config import GeneratorConfig
 
 model_name, batch, hr, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -70,9 +70,9 @@ keras.utils.set_random_seed(0)
 distribute.set_precision(precision)
 config = GeneratorConfig(4)
 if model_name == "srresnet":
-    model, _ = training.build_srresnet_trainer(config)
+    model, _ = loop.build_srresnet_trainer(config)
 else:  # the report's SRGAN: VGG19 content loss (random weights time the same), report discriminator
-    model = gan.build_srgan_trainer(training.make_generator(config), hr, losses.VGGContentLoss(weights="random"), 4)
+    model = gan.build_srgan_trainer(loop.make_generator(config), hr, losses.VGGContentLoss(weights="random"), 4)
 rng = np.random.default_rng(0)
 pair = (rng.random((batch, hr // 4, hr // 4, 3), np.float32), rng.random((batch, hr, hr, 3), np.float32))
 

@@ -108,14 +108,14 @@ def load(args, tmp):
             return inference.load_upscaler(args.model, trust_model=args.trust_model)
     import keras
 
+    from sr_keras.archs import registry
     from sr_keras.archs.config import GeneratorConfig
 
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
-    arch = "rrdbnet" if args.model == "rrdb" else "srresnet"
-    blocks = args.num_blocks or (23 if arch == "rrdbnet" else 16)
-    config = GeneratorConfig(args.scale, arch=arch, num_blocks=blocks, filters=args.filters, growth=args.growth,
-                             batch_norm=arch == "srresnet")
+    spec = registry.RRDBNET if args.model == "rrdb" else registry.SRRESNET
+    config = GeneratorConfig(args.scale, arch=spec.arch, num_blocks=args.num_blocks or spec.num_blocks,
+                             filters=args.filters, growth=args.growth)
     path = os.path.join(tmp, "model.keras")
     config.build().save(path)
     return inference.load_upscaler(path)

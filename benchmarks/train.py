@@ -127,9 +127,8 @@ def build_model(args, hr):
     from sr_keras.train import loop
 
     rrdb = args.model in RRDB_MODELS
-    config = GeneratorConfig(args.scale, arch="rrdbnet" if rrdb else "srresnet",
-                             num_blocks=generator_blocks(args), filters=args.filters,
-                             growth=args.growth)
+    config = GeneratorConfig(args.scale, arch=architecture(args).arch, num_blocks=generator_blocks(args),
+                             filters=args.filters, growth=args.growth)
     if args.model not in GAN_MODELS:
         # ESRGAN's PSNR-oriented RRDBNet trains with L1 (train_srresnet.py --preset rrdb-psnr)
         return loop.build_srresnet_trainer(config, loss="l1" if rrdb else "mse", jit=args.jit)
@@ -145,8 +144,15 @@ def build_model(args, hr):
     return gan.build_srgan_trainer(generator, hr, content, args.scale, jit=args.jit), generator
 
 
+def architecture(args):
+    """The registry's entry of the benchmarked generator."""
+    from sr_keras.archs import registry
+
+    return registry.RRDBNET if args.model in RRDB_MODELS else registry.SRRESNET
+
+
 def generator_blocks(args):
-    return args.num_blocks or (23 if args.model in RRDB_MODELS else 16)
+    return args.num_blocks or architecture(args).num_blocks
 
 
 def batches(args, hr):

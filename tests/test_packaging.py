@@ -23,9 +23,9 @@ def test_dependencies_are_ranges_not_pins():
     names = {re.split(r"[<>=!~ ]", d)[0].lower() for d in deps}
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         locked = {line.split("==")[0].strip().lower() for line in f if "==" in line}
-    assert locked - names == {"pytest", "hypothesis", "importlib_resources", "selenium"}
+    assert locked - names == {"pytest", "pytest-xdist", "execnet", "hypothesis", "importlib_resources", "selenium"}
     test_extra = {re.split(r"[<>=!~ ]", d)[0].lower() for d in _project()["project"]["optional-dependencies"]["test"]}
-    assert {"pytest", "hypothesis", "selenium"} <= test_extra
+    assert {"pytest", "pytest-xdist", "hypothesis", "selenium"} <= test_extra
 
 
 def test_the_seven_console_scripts_point_at_the_entry_points_the_top_level_scripts_call():

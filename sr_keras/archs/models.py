@@ -50,6 +50,7 @@ class PixelShuffle(layers.Layer):
 
     Args:
         factor: the upscaling factor r.
+        **kwargs: keras.layers.Layer's (name, dtype, ...).
     """
 
     def __init__(self, factor, **kwargs):

@@ -119,6 +119,8 @@ class GANTrainer(runner.TrainerBuilder):
     Args:
         flags: the parsed flags (the loss flags, --init-generator, --trust-model, --vgg-weights).
         hr_size: the HR crop side D sees (check_crop).
+        init: the --init-generator model: the loading.ModelRef main resolved (and checked), as given on a
+            resumed run, or None.
     """
     model = "srgan"
 

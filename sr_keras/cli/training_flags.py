@@ -1,5 +1,5 @@
 """The flags every training script shares (train_srresnet, train_srgan), the --preset mechanism and the
-builders of the typed configs (config.TrainConfig, config.GeneratorConfig) from parsed flags. The flags'
+builders of the typed configs (settings.TrainConfig, config.GeneratorConfig) from parsed flags. The flags'
 defaults and the presets are sr_keras.train.recipes', the --generator names sr_keras.archs.registry's."""
 import argparse
 import dataclasses
@@ -118,7 +118,7 @@ def add_common_args(parser, defaults=None, presets=None, model_name=None):
 
 
 def add_select_arg(parser):
-    """--select: which generator a run exports (config.TrainConfig.select)."""
+    """--select: which generator a run exports (settings.TrainConfig.select)."""
     parser.add_argument("--select", choices=SELECTIONS, default=REPORT_DEFAULTS["select"],
                         help="exported generator: val_psnr = the epoch of best validation PSNR-Y (early stopping "
                              "on it, --patience); last = the last epoch's (no early stopping)")
@@ -154,7 +154,7 @@ def resolve_paths(namespace, model_name):
 
 
 def train_config(namespace):
-    """The config.TrainConfig of parsed training flags."""
+    """The settings.TrainConfig of parsed training flags."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     return TrainConfig(**{name: getattr(namespace, name) for name in names if hasattr(namespace, name)})
 

@@ -156,8 +156,9 @@ def training_dataset(source, track, batch_size=8, hr_crop=180, seed=None, augmen
         cache: "memory" or "none" (default $SR_KERAS_DATA_CACHE, else "memory").
         degradation: None or "bicubic" (the LR images of the source: the track's, or bicubic for HR
             folders and samples), a degradations.PRESETS name ("realistic", "mild") or a
-            DegradationConfig: every LR is made from its augmented HR crop (the source's LR images, e.g. DIV2K's, are not read), seeded by
-            (seed, batch, example). Validation (eval_dataset) stays the track's LR whatever this is.
+            DegradationConfig: every LR is made from its augmented HR crop (the source's LR images, e.g.
+            DIV2K's, are not read), seeded by (seed, batch, example). Validation (eval_dataset) stays the
+            track's LR whatever this is.
     """
     source, scale = os.fspath(source), scale_of(track)
     cache = cache or os.environ.get(CACHE_ENV, "memory")

@@ -30,7 +30,7 @@ def batch_plan(b, seed, sizes, batch_size, lr_crop, augment_p):
         b: the batch's index, counted over the whole run.
         seed: non-negative integer.
         sizes: (n, 2) int array of the LR (height, width) of each image, each side >= lr_crop.
-        batch_size, lr_crop, augment_p: as training_sequence's.
+        batch_size, lr_crop, augment_p: as TrainingSequence's.
     """
     n = len(sizes)
     g = b * batch_size + np.arange(batch_size)  # the batch's example numbers

@@ -1,10 +1,10 @@
 """The scores of an evaluation and its result files: results.json/.csv/.md and per_image.csv.
 
 Metrics (`METRICS`, chosen with evaluate.py --metrics): PSNR and SSIM on Y against the HR image
-(sr_keras.evaluation.metrics), and NIQE of the whole output (sr_keras.evaluation.perception, no reference needed; lower =
-more natural). With NIQE the HR images get a row of their own (`REFERENCE`, NIQE only: the value a
-perfect model would reach). NIQE needs a 96x96 block: an image below it (or a flat one) has no NIQE,
-and a row's NIQE is the mean over the images that have one (None when none has).
+(sr_keras.evaluation.metrics), and NIQE of the whole output (sr_keras.evaluation.perception, no
+reference needed; lower = more natural). With NIQE the HR images get a row of their own (`REFERENCE`,
+NIQE only: the value a perfect model would reach). NIQE needs a 96x96 block: an image below it (or a
+flat one) has no NIQE, and a row's NIQE is the mean over the images that have one (None when none has).
 """
 import csv
 import io

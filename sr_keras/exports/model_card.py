@@ -64,11 +64,11 @@ def run_card(train, generator_config, trainable_parameters, epochs_completed, te
     """The card of a training run's export.
 
     Args:
-        train: the run's config.TrainConfig.
+        train: the run's settings.TrainConfig.
         generator_config: the exported generator's config.GeneratorConfig.
         trainable_parameters: the generator's trainable parameter count.
         epochs_completed: epochs the run completed (its optimizer took epochs x steps_per_epoch steps).
-        test_scores: evaluation.bicubic_vs_model() on the test split, or None.
+        test_scores: benchmark.bicubic_vs_model() on the test split, or None.
     """
     card = {
         "name": os.path.basename(os.path.normpath(train.export)),

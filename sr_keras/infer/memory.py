@@ -39,7 +39,7 @@ def memory_left():
 
 
 def check_call_memory(upscaler, n, h, w):
-    """Raise MemoryError (which upscaling.model_errors turns into its one-line out-of-memory error) when
+    """Raise MemoryError (which pictures.model_errors turns into its one-line out-of-memory error) when
     one model call on n h x w tiles would need more memory than is left: TensorFlow's allocator aborts
     the process (std::bad_alloc) under a memory limit instead of raising. The need is ACT_OVERHEAD times
     the largest activation when the layer graph is known, else at least the float32 output."""

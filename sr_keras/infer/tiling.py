@@ -123,10 +123,10 @@ def upscale_image(upscaler, img, tile=None, overlap=16, max_tile_mb=AUTO, progre
 
     `tile` is the largest core tile side in LR pixels (0 = whole image in one pass, None = as large as
     the budget allows); tiles shrink so that one tile's activations stay under `max_tile_mb` ("auto":
-    a share of the memory left, sr_keras.infer.memory.auto_tile_mb; None: no limit). See tile_side. `overlap` is the margin
-    of neighbouring pixels given to each tile, raised to the model's receptive radius when that is
-    larger so that tiled and whole-image results agree. Grey images run through the model as
-    replicated RGB and come back as BT.601 luma. Tiles are written straight into the one uint8/uint16
+    a share of the memory left, sr_keras.infer.memory.auto_tile_mb; None: no limit). See tile_side.
+    `overlap` is the margin of neighbouring pixels given to each tile, raised to the model's receptive
+    radius when that is larger so that tiled and whole-image results agree. Grey images run through the
+    model as replicated RGB and come back as BT.601 luma. Tiles are written straight into the one uint8/uint16
     output array; no float copy of the full-size image is ever made. `batch` tiles (all of one shape)
     go through the model per call: the same pixels as one per call, faster on a GPU, `batch` times the
     activation memory.

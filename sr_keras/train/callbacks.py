@@ -27,7 +27,7 @@ class CheckpointWriteError(UserError):
 
 
 def lr_schedule(train):
-    """Epoch -> learning rate of a run (a config.TrainConfig). A pure function of the epoch, so a
+    """Epoch -> learning rate of a run (a settings.TrainConfig). A pure function of the epoch, so a
     resumed fit (initial_epoch) lands on the right value without extra state."""
     base, total = train.lr, train.epochs
     if train.lr_schedule == "cosine":
@@ -196,7 +196,7 @@ def _panel_crop(lr, hr, scale):
 class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch: the selected generator's weights (when the monitored value improved, or every
     epoch with monitor=None), the trainer's weights with optimizer state, then checkpoint.json (a
-    config.RunState) naming them. The weights files the previous checkpoint.json named and the new one does
+    settings.RunState) naming them. The weights files the previous checkpoint.json named and the new one does
     not are removed only after it is replaced, so a kill at any moment leaves the last complete epoch. No
     other file in the folder is removed, except temporary files a killed save left (runs.stale_temp_files).
 

@@ -68,6 +68,7 @@ class SRGANCore(MultiWorkerFit, keras.Model):
         gan: "standard" (SRGAN) or "relativistic" (ESRGAN's relativistic average GAN). The logged
             d_real and d_fake are D's mean probabilities: sigmoid(C(x)) for standard,
             D_Ra(x_r, x_f) and D_Ra(x_f, x_r) for relativistic.
+        **kwargs: keras.Model's (name, ...).
     """
 
     def __init__(self, generator, discriminator, content_loss, scale, gan="standard", **kwargs):

@@ -3,7 +3,7 @@ anything slow, holding the run folder, building the SRResNet trainer, a run's da
 call with the run's callbacks, and the end of a run (export, test scores).
 
 A value's path: train_srresnet.py / train_srgan.py parse their flags (sr_keras.cli) into a
-config.TrainConfig and a config.GeneratorConfig and hand them to runner.run; runs.prepare_run checks the
+settings.TrainConfig and a config.GeneratorConfig and hand them to runner.run; runs.prepare_run checks the
 run folder; fit() wires the callbacks (sr_keras.train.callbacks) and sr_keras.train.runs writes the
 checkpoints.
 """
@@ -30,7 +30,7 @@ TRUNK_PREFIXES = ("head_", "block", "body_")  # layers before upsampling: the sa
 def check_outputs(train):
     """Prove train.export and train.out writable (the run folder is made) before anything slow: a bad
     location fails in one line about `export` or `out`, not after the last epoch. The export must also be
-    absent, empty or a previous export (export.check_export_dir). Returns whether the run folder was
+    absent, empty or a previous export (savedmodel.check_export_dir). Returns whether the run folder was
     made here."""
     from sr_keras.core.outputs import check_writable_folder, check_writable_parent
     from sr_keras.exports.savedmodel import check_export_dir
@@ -172,7 +172,7 @@ def take_pairs(dataset, n):
 
 
 def datasets(train, start_epoch):
-    """(training, validation) datasets of a run (a config.TrainConfig).
+    """(training, validation) datasets of a run (a settings.TrainConfig).
 
     The training batches of each epoch are a function of (seed, epoch), so a run resumed at
     start_epoch sees exactly what the uninterrupted run would have; training LR is made as
@@ -193,14 +193,14 @@ def fit(train, trainer, generator, train_ds, val_ds, scale, config, state=None, 
     """model.fit with the run's callbacks, continuing from `state` (runs.prepare_run) when resuming.
 
     Args:
-        train: the run's config.TrainConfig.
+        train: the run's settings.TrainConfig.
         trainer: the compiled model (float32_output's trainer or gan.SRGAN).
         generator: the network the checkpoints select and export; with train.ema, its weight average
             (kept by trainer.optimizer, G's) is validated, selected and exported.
         train_ds, val_ds: datasets(train, start_epoch).
         scale: upscaling factor (the image panel's bicubic column).
         config: runs.resume_config() of this run, stored with every checkpoint.
-        state: the config.RunState resumed from, or None.
+        state: the settings.RunState resumed from, or None.
         chief: False on non-chief workers (they write no checkpoints and log elsewhere).
 
     Returns:

@@ -6,7 +6,7 @@ training run (learning rate, losses, schedule, data, run folders) that names its
 architecture flags, and sr_keras.archs may not import training code, while this module reads both
 TrainConfig and the architecture registry.
 
-The report's defaults are written once, as field defaults: a run's settings in config.TrainConfig
+The report's defaults are written once, as field defaults: a run's settings in settings.TrainConfig
 (sr_keras.train.settings), the network's in config.GeneratorConfig and sr_keras.archs.registry.
 REPORT_DEFAULTS gathers them by flag name for the training scripts' --help and parsing.
 A preset is {flag dest: value}; flags given on the command line override it.

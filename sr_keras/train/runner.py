@@ -22,7 +22,7 @@ class TrainerBuilder:
         the precision, the EMA and the degradation, e.g. the losses.
 
         Args:
-            train: the run's config.TrainConfig.
+            train: the run's settings.TrainConfig.
         """
         return {}
 
@@ -31,7 +31,7 @@ class TrainerBuilder:
         read; nothing by default.
 
         Args:
-            train: the run's config.TrainConfig.
+            train: the run's settings.TrainConfig.
             strategy: the run's tf.distribute strategy (its scope is not entered).
         """
 
@@ -39,9 +39,9 @@ class TrainerBuilder:
         """(trainer, generator), compiled as the script trains them; called inside strategy.scope().
 
         Args:
-            train: the run's config.TrainConfig.
+            train: the run's settings.TrainConfig.
             generator_config: the run's config.GeneratorConfig.
-            state: the config.RunState run() restores into the trainer next, or None: then a warm start
+            state: the settings.RunState run() restores into the trainer next, or None: then a warm start
                 (--init-generator, ...) is made here.
         """
         raise NotImplementedError
@@ -64,7 +64,7 @@ def run(train, generator_config, builder):
     (train.test_images) and a WARNING when it scores below bicubic (loop.finish_run).
 
     Args:
-        train: the run's config.TrainConfig.
+        train: the run's settings.TrainConfig.
         generator_config: the run's config.GeneratorConfig.
         builder: the script's TrainerBuilder.
     """

@@ -1,7 +1,7 @@
 """A run folder (--out) and its checkpoints: what training writes, how a run is resumed or started
 over, and the export of its selected generator.
 
-    checkpoints/checkpoint.json          a config.RunState: completed epochs, file names, callback state
+    checkpoints/checkpoint.json          a settings.RunState: completed epochs, file names, callback state
     checkpoints/last-eNNNN.weights.h5    trainer weights + optimizer state after epoch NNNN (for --resume)
     checkpoints/best-eNNNN.weights.h5    the selected generator's weights (exported)
     logs/train, logs/validation          Keras TensorBoard scalars (loss, psnr, ssim, learning_rate)
@@ -59,7 +59,7 @@ def _damaged(path, why, resume):
 
 
 def load_state(out_dir, resume=False):
-    """The run's checkpoint.json as a config.RunState, or None when the run has no checkpoint yet.
+    """The run's checkpoint.json as a settings.RunState, or None when the run has no checkpoint yet.
 
     Raises:
         DamagedRun: naming the file, when it is not a state RunCheckpoint wrote (truncated, not JSON,
@@ -180,7 +180,7 @@ def prepare_run(train, config):
     """Check --out/--resume before anything slow; returns the RunState to resume, or None.
 
     Args:
-        train: the run's config.TrainConfig (out, resume, fresh).
+        train: the run's settings.TrainConfig (out, resume, fresh).
         config: resume_config() of this run. A checkpoint made with other values is refused: its
             weights or optimizer state would not fit, or its losses would mean something else. Keys a
             checkpoint does not record (written before they were recorded) are not compared.

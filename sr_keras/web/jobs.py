@@ -2,10 +2,11 @@
 
 Every picture, from every browser, goes through one queue to one thread, the only one that calls a
 model, so two pages never interleave their tiles in one model call and the model's work (its
-memory, its cores) is that of one picture at a time. Pictures go through sr_keras.infer.pictures.upscale_pixels with upscale.py's tiling
-(Tiling()'s defaults), so a result is upscale.py's output pixel for pixel; the PNG is written by the
-same PngStream. Uploads are kept in memory, never written to disk; a finished job keeps its result
-until newer results push it over RESULT_BUDGET (the oldest go first; their page says to upscale again).
+memory, its cores) is that of one picture at a time. Pictures go through
+sr_keras.infer.pictures.upscale_pixels with upscale.py's tiling (Tiling()'s defaults), so a result is
+upscale.py's output pixel for pixel; the PNG is written by the same PngStream. Uploads are kept in
+memory, never written to disk; a finished job keeps its result until newer results push it over
+RESULT_BUDGET (the oldest go first; their page says to upscale again).
 """
 import collections
 import dataclasses

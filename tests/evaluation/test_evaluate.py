@@ -1,5 +1,6 @@
-"""evaluate.py and sr_keras.evaluation.benchmark: folder mode on real photographs against an independent scorer, output files,
-curves, errors; hostile inputs (--out under a file, per-image model failures, a full disk, bombs, float images)."""
+"""evaluate.py and sr_keras.evaluation.benchmark: folder mode on real photographs against an independent
+scorer, output files, curves, errors; hostile inputs (--out under a file, per-image model failures, a full
+disk, bombs, float images)."""
 import csv
 import errno
 import io

@@ -1,4 +1,5 @@
-"""sr_keras.exports.savedmodel: the uint8 any-size serving signature, model.keras, generator.json, atomic replace, refusal."""
+"""sr_keras.exports.savedmodel: the uint8 any-size serving signature, model.keras, generator.json, atomic replace,
+refusal."""
 import io
 import json
 import os

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow  # multi-worker training in local processes
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT_S = 180
 
-# Runs the main() of the SCRIPT module (train_srresnet by default) with the strategy's replica count printed first; LOGICAL_CPUS splits the one
-# physical CPU into that many logical devices (before TensorFlow starts) for MirroredStrategy to use.
+# Runs the main() of the SCRIPT module (train_srresnet by default) with the strategy's replica count printed first;
+# LOGICAL_CPUS splits the one physical CPU into that many logical devices (before TensorFlow starts) for
+# MirroredStrategy to use.
 LAUNCHER = """
 import os, sys
 import tensorflow as tf

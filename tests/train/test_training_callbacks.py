@@ -1,4 +1,5 @@
-"""Unit tests of the run plumbing (sr_keras.train.callbacks, runs, loop.fit, cli) on toy models (fast, no data files)."""
+"""Unit tests of the run plumbing (sr_keras.train.callbacks, runs, loop.fit, cli) on toy models (fast, no data
+files)."""
 import argparse
 import json
 import math
