@@ -195,3 +195,17 @@ def test_inbound_map_names_each_layers_inputs_including_a_skip():
     b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
     out = keras.layers.Add(name="sum")([a, b])
     assert inbound_map(keras.Model(x, out)) == {"lr": [], "a": ["lr"], "b": ["a"], "sum": ["a", "b"]}
+
+
+def test_the_public_contract_names_hand_on_the_archs_and_data_builders():
+    import sr_keras.models
+    from sr_keras import data
+    from sr_keras.archs import rrdbnet
+    from sr_keras.data import loaders
+
+    assert sr_keras.models.srresnet is models.srresnet and sr_keras.models.discriminator is models.discriminator
+    assert sr_keras.models.rrdbnet is rrdbnet.rrdbnet
+    assert models.count_trainable(sr_keras.models.rrdbnet(4)) == 16_697_987  # ESRGAN's x4 RRDBNet, as the spec names it
+    assert data.training_dataset is loaders.training_dataset and data.eval_dataset is loaders.eval_dataset
+    with pytest.raises(AttributeError):
+        data.no_such_name
