@@ -3,6 +3,6 @@
 only hands them on. Importing it registers the project's Keras layers, as `keras.models.load_model` of an
 export needs."""
 from sr_keras.archs.models import count_trainable, discriminator, srresnet
-from sr_keras.archs.rrdbnet import rrdbnet
+from sr_keras.archs.rrdb import rrdbnet
 
 __all__ = ["srresnet", "discriminator", "rrdbnet", "count_trainable"]

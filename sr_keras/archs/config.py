@@ -104,5 +104,5 @@ class GeneratorConfig:
         return " ".join(words)
 
     def build(self):
-        """The untrained keras.Model (its architecture's builder: models.srresnet or rrdbnet.rrdbnet)."""
+        """The untrained keras.Model (its architecture's builder: models.srresnet or rrdb.rrdbnet)."""
         return ARCHITECTURES[self.arch].build(self)

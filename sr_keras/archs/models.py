@@ -10,7 +10,7 @@ from keras import layers
 from sr_keras.core.backend import is_tensorflow
 
 # The upsampling stages of every architecture at each scale (sub-pixel convs here, nearest-neighbour
-# ones in rrdbnet): x4 is two x2 stages, x3 one x3 stage.
+# ones in rrdb.py): x4 is two x2 stages, x3 one x3 stage.
 UPSAMPLE_STAGES = {2: (2,), 3: (3,), 4: (2, 2), 8: (2, 2, 2)}
 
 

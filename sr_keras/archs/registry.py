@@ -56,13 +56,13 @@ def _read_srresnet(layers):
 
 
 def _build_rrdbnet(config):
-    from sr_keras.archs.rrdbnet import rrdbnet
+    from sr_keras.archs.rrdb import rrdbnet
 
     return rrdbnet(config.scale, num_blocks=config.num_blocks, filters=config.filters, growth=config.growth)
 
 
 def _read_rrdbnet(layers):
-    """rrdbnet.rrdbnet's layer names: conv_first, rrdb{i}_add, rrdb{i}_rdb{j}_conv{k} (absent at 0 blocks)."""
+    """rrdb.rrdbnet's layer names: conv_first, rrdb{i}_add, rrdb{i}_rdb{j}_conv{k} (absent at 0 blocks)."""
     if "conv_first" not in layers:
         return None
     first = layers.get("rrdb0_rdb1_conv1")

@@ -178,7 +178,7 @@ def test_few_output_conv_equals_conv2d_with_gradients():
 
 def test_every_scale_a_config_accepts_has_upsampling_stages_in_both_architectures():
     from sr_keras.archs import config
-    from sr_keras.archs.rrdbnet import rrdbnet
+    from sr_keras.archs.rrdb import rrdbnet
 
     assert config.SCALES == tuple(models.UPSAMPLE_STAGES)
     x = np.zeros((1, 5, 4, 3), np.float32)
@@ -200,11 +200,11 @@ def test_inbound_map_names_each_layers_inputs_including_a_skip():
 def test_the_public_contract_names_hand_on_the_archs_and_data_builders():
     import sr_keras.models
     from sr_keras import data
-    from sr_keras.archs import rrdbnet
+    from sr_keras.archs import rrdb
     from sr_keras.data import loaders
 
     assert sr_keras.models.srresnet is models.srresnet and sr_keras.models.discriminator is models.discriminator
-    assert sr_keras.models.rrdbnet is rrdbnet.rrdbnet
+    assert sr_keras.models.rrdbnet is rrdb.rrdbnet
     assert models.count_trainable(sr_keras.models.rrdbnet(4)) == 16_697_987  # ESRGAN's x4 RRDBNet, as the spec names it
     assert data.training_dataset is loaders.training_dataset and data.eval_dataset is loaders.eval_dataset
     with pytest.raises(AttributeError):

@@ -7,7 +7,7 @@ import pytest
 
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.archs.models import srresnet
-from sr_keras.archs.rrdbnet import rrdbnet
+from sr_keras.archs.rrdb import rrdbnet
 from sr_keras.cli import interpolate
 from sr_keras.exports.interpolation import architecture_difference, interpolate as blend_models
 from sr_keras.exports.savedmodel import export_model

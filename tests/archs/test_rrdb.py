@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sr_keras.archs.models import count_trainable
-from sr_keras.archs.rrdbnet import rrdbnet
+from sr_keras.archs.rrdb import rrdbnet
 from sr_keras.archs.vgg_discriminator import vgg_discriminator
 
 # ESRGAN / BasicSR RRDBNet (23 RRDBs, 64 filters, growth 32). BasicSR's x2 pixel-unshuffles its input
