@@ -35,7 +35,9 @@ from tqdm import tqdm
 
 from sr_keras.core.errors import UserError, first_line, one_line
 from sr_keras.core.imageio import IMAGE_EXTENSIONS, PngStream, atomic_file, list_images, read_image
+from sr_keras.infer import memory
 from sr_keras.infer.metadata import output_metadata
+from sr_keras.infer.tiling import upscale_bands
 
 
 def collect_inputs(inputs):
@@ -126,10 +128,8 @@ def upscale_pixels(upscaler, pixels, alpha=None, tile=256, overlap=16, max_tile_
         pixels: HxW or HxWx3 uint8, or HxW uint16 (read_image's pixels).
         alpha: a Pillow "L" image of the same size, or None; upscaled with bicubic (x257 beside
             16-bit pixels).
-        tile, overlap, max_tile_mb, progress, batch: as sr_keras.infer.inference.upscale_image.
+        tile, overlap, max_tile_mb, progress, batch: as sr_keras.infer.tiling.upscale_image.
     """
-    from sr_keras.infer.inference import upscale_bands
-
     s = upscaler.scale
     if alpha is not None:
         alpha = np.asarray(alpha.resize((pixels.shape[1] * s, pixels.shape[0] * s), Image.BICUBIC))
@@ -163,11 +163,9 @@ def check_format(pixels, alpha, path, output, scale=None):
 
 
 def memory_available():
-    """Bytes this process may still allocate (sr_keras.infer.inference.memory_left: available memory, ulimit -v,
+    """Bytes this process may still allocate (sr_keras.infer.memory.memory_left: available memory, ulimit -v,
     the cgroup's limit), or None when unknown."""
-    from sr_keras.infer.inference import memory_left
-
-    return memory_left()
+    return memory.memory_left()
 
 
 def held_bytes(pixels, alpha, output, scale):
