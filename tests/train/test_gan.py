@@ -121,6 +121,7 @@ def test_loss_weights_are_configurable(content):
     np.testing.assert_allclose(b["adversarial_loss"], a["adversarial_loss"] * 100.0, rtol=1e-4)
 
 
+@pytest.mark.slow  # a whole training run
 def test_fit_logs_every_quantity_validation_psnr_ssim_and_both_rates_decay(content):
     m = _srgan(content)
     lr, hr = _batch(3)

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 from sr_keras.archs.config import GeneratorConfig
 from sr_keras.cli import train_srgan, train_srresnet
 from sr_keras.train import loop, runner
@@ -43,6 +45,7 @@ def test_both_scripts_hand_their_trainer_to_the_one_run_loop():
     assert {train_srresnet.SRResNetTrainer.model, train_srgan.GANTrainer.model} == {"srresnet", "srgan"}
 
 
+@pytest.mark.slow  # a whole training run
 def test_run_builds_through_the_builder_before_fitting_and_resumes_through_it(tmp_path, monkeypatch, capsys):
     builder = RecordingTrainer()
     datasets = loop.datasets
