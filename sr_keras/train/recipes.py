@@ -39,7 +39,8 @@ SRGAN_DEFAULTS = dict(lr_decay_epochs=150, patience=50)
 # only learns the residual); the shipped saved_models/demo_x4 is one, and the SRGAN demo fine-tunes it.
 DEMO_NETWORK = dict(num_blocks=6, filters=32, batch_norm=False, bicubic_skip=True)
 # ESRGAN's RRDBNet (section 3.1), both stages
-ESRGAN_NETWORK = dict(generator=registry.RRDBNET.generator_flag, num_blocks=23, filters=64, growth=32)
+ESRGAN_NETWORK = dict(generator=registry.RRDBNET.generator_flag, num_blocks=registry.RRDBNET.num_blocks, filters=64,
+                      growth=32)
 
 SRRESNET_PRESETS = {
     # Learns fast on a 2-core CPU: DEMO_NETWORK and a 10x higher cosine-decayed learning rate
